@@ -1,0 +1,177 @@
+/*
+ * compile.c: the front end's pipeline, in order, one call per stage; it stops
+ * after the first stage that reported errors, since later stages would only
+ * repeat them. The IR verifier runs last: its failures are nnc's bugs.
+ */
+#include "compile.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "shape.h"
+
+static Compile *compile_new(const CompileOpts *o)
+{
+	Compile *c = calloc(1, sizeof *c);
+	if (!c) {
+		fprintf(stderr, "nnc: out of memory\n");
+		exit(1);
+	}
+	c->arena = arena_new();
+	diag_init(&c->diag, o ? o->diag_out : NULL);
+	return c;
+}
+
+static Model *select_model(Compile *c, const char *want)
+{
+	Program *p = c->prog;
+	if (p->nmodels == 0) {
+		SrcLoc at = { &c->src, 1, 1, 1 };
+		diag_error(at, "%s holds no model", c->src.name);
+		diag_hint("a model starts with 'model NAME {' (see docs/language.md)");
+		return NULL;
+	}
+	if (!want)
+		return p->models[0];
+	const char *cands[64];
+	int n = 0;
+	for (int i = 0; i < p->nmodels; i++) {
+		if (!strcmp(p->models[i]->name, want))
+			return p->models[i];
+		if (n < 64)
+			cands[n++] = p->models[i]->name;
+	}
+	SrcLoc none = { 0 };
+	diag_error(none, "%s has no model '%s'", c->src.name, want);
+	const char *near = diag_closest(want, cands, n);
+	if (near)
+		diag_hint("did you mean '%s'?", near);
+	else
+		diag_hint("the models in it: %s%s", cands[0], n > 1 ? " and others (nnc check --list)" : "");
+	return NULL;
+}
+
+static void run(Compile *c, const CompileOpts *o)
+{
+	Diag *old = diag_use(&c->diag);
+	c->ast = ast_parse(c->arena, &c->src);
+	if (c->diag.nerrors) {
+		c->failed_stage = "parse";
+		goto out;
+	}
+	c->prog = elab_program(c->arena, c->ast);
+	if (c->diag.nerrors) {
+		c->failed_stage = "elaborate";
+		goto out;
+	}
+	for (int i = 0; i < c->prog->nmodels; i++)
+		shape_infer(c->prog->models[i]->graph);
+	if (c->diag.nerrors) {
+		c->failed_stage = "shape";
+		goto out;
+	}
+	c->model = select_model(c, o ? o->model : NULL);
+	if (!c->model) {
+		c->failed_stage = "select";
+		goto out;
+	}
+	for (int i = 0; i < c->prog->nmodels; i++) {
+		char buf[256];
+		const char *bad = ir_verify(c->prog->models[i]->graph, buf, sizeof buf);
+		if (bad)
+			NNC_BUG("IR of model '%s' fails verification: %s", c->prog->models[i]->name, bad);
+	}
+out:
+	c->nerrors = c->diag.nerrors;
+	c->first_error = c->diag.first_error;
+	diag_use(old);
+}
+
+Compile *compile_source(const char *name, const char *text, size_t len, const CompileOpts *o)
+{
+	Compile *c = compile_new(o);
+	char *copy = arena_alloc(c->arena, len + 1);
+	memcpy(copy, text, len);
+	c->src = (SrcFile){ arena_strdup(c->arena, name), copy, len };
+	run(c, o);
+	return c;
+}
+
+Compile *compile_string(const char *text)
+{
+	return compile_source("<test>", text, strlen(text), NULL);
+}
+
+static Compile *read_failed(const CompileOpts *o, const char *path, const char *why, const char *hint)
+{
+	Compile *c = compile_new(o);
+	Diag *old = diag_use(&c->diag);
+	SrcLoc none = { 0 };
+	diag_error(none, "cannot read '%s': %s", path, why);
+	if (hint)
+		diag_hint("%s", hint);
+	c->nerrors = c->diag.nerrors;
+	c->first_error = c->diag.first_error;
+	c->failed_stage = "read";
+	diag_use(old);
+	return c;
+}
+
+Compile *compile_file(const char *path, const CompileOpts *o)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return read_failed(o, path, strerror(errno), errno == ENOENT ? "check the path; it is taken from the current folder" : NULL);
+	if (S_ISDIR(st.st_mode))
+		return read_failed(o, path, "it is a folder", "give the path of a .nn file");
+	if (st.st_size > COMPILE_MAX_FILE)
+		return read_failed(o, path, "it is larger than 64 MiB", "a model file is text of a few kilobytes");
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return read_failed(o, path, strerror(errno), NULL);
+	size_t cap = (size_t)st.st_size + 1, len = 0;
+	char *buf = malloc(cap + 1);
+	if (!buf) {
+		fclose(f);
+		return read_failed(o, path, "out of memory", NULL);
+	}
+	/* read to the end even if the size changed since stat (a pipe, a growing file) */
+	for (size_t got; (got = fread(buf + len, 1, cap - len, f)) > 0;) {
+		len += got;
+		if (len == cap) {
+			if (cap > COMPILE_MAX_FILE) {
+				free(buf);
+				fclose(f);
+				return read_failed(o, path, "it is larger than 64 MiB", NULL);
+			}
+			cap *= 2;
+			char *nb = realloc(buf, cap + 1);
+			if (!nb) {
+				free(buf);
+				fclose(f);
+				return read_failed(o, path, "out of memory", NULL);
+			}
+			buf = nb;
+		}
+	}
+	int err = ferror(f);
+	fclose(f);
+	if (err) {
+		free(buf);
+		return read_failed(o, path, "a read error occurred", NULL);
+	}
+	Compile *c = compile_source(path, buf, len, o);
+	free(buf);
+	return c;
+}
+
+void compile_free(Compile *c)
+{
+	if (!c)
+		return;
+	diag_fini(&c->diag);
+	arena_free(c->arena);
+	free(c);
+}

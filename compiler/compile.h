@@ -1,0 +1,38 @@
+/*
+ * compile.h: one compilation, front to back as far as the request goes:
+ * read, parse, elaborate, infer shapes, verify. The driver (main.c) and the
+ * tests both start here; tests capture the diagnostics instead of printing.
+ */
+#ifndef NNC_COMPILE_H
+#define NNC_COMPILE_H
+
+#include "ast.h"
+#include "elab.h"
+#include "ir.h"
+
+typedef struct CompileOpts {
+	const char *model;	/* --model NAME, or NULL for the first */
+	FILE *diag_out;		/* where diagnostics go; NULL captures them only */
+} CompileOpts;
+
+typedef struct Compile {
+	Arena *arena;
+	Diag diag;
+	SrcFile src;
+	AstFile *ast;
+	Program *prog;
+	Model *model;		/* the selected model, when everything went well */
+	int nerrors;
+	const char *first_error;	/* message of the first error, no location */
+	const char *failed_stage;	/* "read", "parse", "elaborate", "shape" or NULL */
+} Compile;
+
+enum { COMPILE_MAX_FILE = 64 << 20 };
+
+Compile *compile_file(const char *path, const CompileOpts *o);
+Compile *compile_source(const char *name, const char *text, size_t len, const CompileOpts *o);
+/* for tests: the text is named "<test>" and diagnostics are captured */
+Compile *compile_string(const char *text);
+void compile_free(Compile *c);
+
+#endif

@@ -1,0 +1,564 @@
+/*
+ * parser.y: the grammar of the nn language, as a pure bison parser with
+ * locations. Actions only build AST nodes (ast.h). Newlines end statements;
+ * the token filter at the end of this file drops the ones that cannot end
+ * one (inside brackets, after '->', before a line that starts with '->'),
+ * and adds one before '}' and at the end of the file, so `{ a = b }` on one
+ * line parses. A syntax error skips to the end of its line, so one run
+ * reports every broken line.
+ */
+%code requires {
+#include "ast.h"
+#include "lexer_extra.h"
+typedef struct Parser Parser;
+}
+
+%code provides {
+int lex_raw(YYSTYPE *lval, YYLTYPE *lloc, void *scanner);
+}
+
+%code {
+#include <stdlib.h>
+#include <string.h>
+
+enum { MAX_DEPTH = 200, MAX_OPEN = 64 };
+
+typedef struct TokInfo {
+	int tok;
+	const char *str;
+	YYLTYPE loc;
+	int stmt_start;	/* first token of a statement */
+} TokInfo;
+
+struct Parser {
+	Arena *arena;
+	const SrcFile *src;
+	void *scanner;
+	LexExtra extra;
+	AstVec items;
+	TokInfo last, prev;	/* the last two tokens handed to the parser */
+	int held;		/* a token read ahead, to hand out next */
+	YYSTYPE held_val;
+	YYLTYPE held_loc;
+	int depth;		/* open '(' and '[' */
+	YYLTYPE open[MAX_OPEN];
+	int braces;		/* open '{' */
+	YYLTYPE brace[MAX_OPEN];
+	int too_deep;		/* reported once */
+	int recovering;		/* after a syntax error, until the next end of line */
+};
+
+static int yylex(YYSTYPE *lval, YYLTYPE *lloc, Parser *p);
+static void yyerror(YYLTYPE *lloc, Parser *p, const char *msg);
+
+static SrcLoc L(Parser *p, YYLTYPE l)
+{
+	SrcLoc s = { p->src, l.first_line, l.first_column,
+		     l.last_line == l.first_line ? l.last_column - l.first_column : 1 };
+	if (s.len < 1)
+		s.len = 1;
+	return s;
+}
+
+/* a call's span runs from its name to its ')' when both are on one line */
+static SrcLoc span(Parser *p, YYLTYPE from, YYLTYPE to)
+{
+	YYLTYPE l = from;
+	if (to.last_line == from.first_line)
+		l.last_column = to.last_column;
+	return L(p, l);
+}
+
+static AstExpr *depth_check(Parser *p, AstExpr *e)
+{
+	if (e->depth > MAX_DEPTH && !p->too_deep) {
+		p->too_deep = 1;
+		diag_error(e->loc, "this expression is nested more than %d levels deep", MAX_DEPTH);
+		diag_hint("split it into several statements with names");
+	}
+	return e;
+}
+
+static AstExpr *call(Parser *p, const char *name, YYLTYPE nl, YYLTYPE end, AstVec *args)
+{
+	AstExpr *e = ast_new_expr(p->arena, AST_CALL, span(p, nl, end));
+	e->str = name;
+	if (args) {
+		e->nargs = args->n;
+		e->args = arena_alloc(p->arena, sizeof(AstArg) * (size_t)(args->n ? args->n : 1));
+		for (int i = 0; i < args->n; i++) {
+			e->args[i] = *(AstArg *)args->v[i];
+			if (e->args[i].val->depth + 1 > e->depth)
+				e->depth = e->args[i].val->depth + 1;
+		}
+	}
+	return depth_check(p, e);
+}
+
+static AstStmt **stmts(Parser *p, AstVec *v, int *n)
+{
+	(void)p;
+	*n = v->n;
+	return (AstStmt **)v->v;
+}
+}
+
+%define api.pure full
+%define parse.error custom
+%locations
+%param { Parser *p }
+
+%union {
+	struct { double v; int is_int; } number;
+	int boolean;
+	const char *str;
+	AstExpr *expr;
+	AstStmt *stmt;
+	AstItem *item;
+	AstArg *arg;
+	AstParam *param;
+	AstVec vec;
+}
+
+%token MODEL "'model'" BLOCK "'block'" INPUT "'input'" TARGET "'target'"
+%token OUTPUT "'output'" LOSS "'loss'" RETURN "'return'" REPEAT "'repeat'" TRAIN "'train'"
+%token <boolean> BOOL "'true' or 'false'"
+%token <str> IDENT "name" STRING "string"
+%token <number> NUMBER "number"
+%token ARROW "'->'" NL "end of line"
+
+%type <expr> expr primary callee
+%type <stmt> stmt
+%type <item> item
+%type <arg> arg
+%type <param> param
+%type <vec> stmts args args_opt exprs list_opt params params_opt names
+
+%precedence ARROW
+%left '+' '-'
+%left '*' '/'
+%precedence NEG
+
+%%
+
+file
+	: items
+	;
+
+items
+	: %empty
+	| items NL
+	| items item NL	{ ast_vec_push(p->arena, &p->items, $2); }
+	| items error NL	{ yyerrok; }
+	;
+
+item
+	: MODEL IDENT '{' stmts '}' {
+		$$ = arena_alloc(p->arena, sizeof *$$);
+		$$->kind = ITEM_MODEL; $$->loc = L(p, @1); $$->name = $2; $$->name_loc = L(p, @2);
+		$$->body = stmts(p, &$4, &$$->nbody); $$->end_loc = L(p, @5);
+	}
+	| BLOCK IDENT '(' params_opt ')' '{' stmts '}' {
+		$$ = arena_alloc(p->arena, sizeof *$$);
+		$$->kind = ITEM_BLOCK; $$->loc = L(p, @1); $$->name = $2; $$->name_loc = L(p, @2);
+		$$->nparams = $4.n;
+		$$->params = arena_alloc(p->arena, sizeof(AstParam) * (size_t)($4.n ? $4.n : 1));
+		for (int i = 0; i < $4.n; i++)
+			$$->params[i] = *(AstParam *)$4.v[i];
+		$$->body = stmts(p, &$7, &$$->nbody); $$->end_loc = L(p, @8);
+	}
+	| TRAIN '{' stmts '}' {
+		$$ = arena_alloc(p->arena, sizeof *$$);
+		$$->kind = ITEM_TRAIN; $$->loc = L(p, @1);
+		$$->body = stmts(p, &$3, &$$->nbody); $$->end_loc = L(p, @4);
+	}
+	| TRAIN IDENT '{' stmts '}' {
+		$$ = arena_alloc(p->arena, sizeof *$$);
+		$$->kind = ITEM_TRAIN; $$->loc = L(p, @1); $$->name = $2; $$->name_loc = L(p, @2);
+		$$->body = stmts(p, &$4, &$$->nbody); $$->end_loc = L(p, @5);
+	}
+	;
+
+params_opt
+	: %empty	{ $$ = (AstVec){0}; }
+	| params
+	| params ','
+	;
+
+params
+	: param	{ $$ = (AstVec){0}; ast_vec_push(p->arena, &$$, $1); }
+	| params ',' param	{ $$ = $1; ast_vec_push(p->arena, &$$, $3); }
+	;
+
+param
+	: IDENT	{ $$ = arena_alloc(p->arena, sizeof *$$); $$->name = $1; $$->loc = L(p, @1); }
+	| IDENT '=' expr {
+		$$ = arena_alloc(p->arena, sizeof *$$); $$->name = $1; $$->loc = L(p, @1); $$->def = $3;
+	}
+	;
+
+stmts
+	: %empty	{ $$ = (AstVec){0}; }
+	| stmts NL
+	| stmts stmt NL	{ $$ = $1; ast_vec_push(p->arena, &$$, $2); }
+	| stmts error NL	{ $$ = $1; yyerrok; }
+	;
+
+stmt
+	: INPUT IDENT ':' expr {
+		$$ = ast_new_stmt(p->arena, ST_INPUT, L(p, @1)); $$->name = $2; $$->name_loc = L(p, @2); $$->expr = $4;
+	}
+	| TARGET IDENT ':' expr {
+		$$ = ast_new_stmt(p->arena, ST_TARGET, L(p, @1)); $$->name = $2; $$->name_loc = L(p, @2); $$->expr = $4;
+	}
+	| IDENT '=' expr {
+		$$ = ast_new_stmt(p->arena, ST_ASSIGN, L(p, @1)); $$->name = $1; $$->name_loc = L(p, @1); $$->expr = $3;
+	}
+	| OUTPUT names {
+		$$ = ast_new_stmt(p->arena, ST_OUTPUT, L(p, @1));
+		$$->nnames = $2.n / 2;
+		$$->names = arena_alloc(p->arena, sizeof(char *) * (size_t)$$->nnames);
+		$$->name_locs = arena_alloc(p->arena, sizeof(SrcLoc) * (size_t)$$->nnames);
+		for (int i = 0; i < $$->nnames; i++) {
+			$$->names[i] = $2.v[2 * i];
+			$$->name_locs[i] = *(SrcLoc *)$2.v[2 * i + 1];
+		}
+	}
+	| LOSS expr	{ $$ = ast_new_stmt(p->arena, ST_LOSS, L(p, @1)); $$->expr = $2; }
+	| RETURN expr	{ $$ = ast_new_stmt(p->arena, ST_RETURN, L(p, @1)); $$->expr = $2; }
+	| REPEAT expr '{' stmts '}' {
+		$$ = ast_new_stmt(p->arena, ST_REPEAT, L(p, @1)); $$->expr = $2;
+		$$->body = stmts(p, &$4, &$$->nbody);
+	}
+	;
+
+names
+	: IDENT {
+		$$ = (AstVec){0};
+		SrcLoc *l = arena_alloc(p->arena, sizeof *l); *l = L(p, @1);
+		ast_vec_push(p->arena, &$$, (void *)$1); ast_vec_push(p->arena, &$$, l);
+	}
+	| names ',' IDENT {
+		$$ = $1;
+		SrcLoc *l = arena_alloc(p->arena, sizeof *l); *l = L(p, @3);
+		ast_vec_push(p->arena, &$$, (void *)$3); ast_vec_push(p->arena, &$$, l);
+	}
+	;
+
+expr
+	: expr ARROW callee {
+		$$ = $3; $$->piped = $1;
+		if ($1->depth > $$->depth)
+			$$->depth = $1->depth;
+	}
+	| expr '+' expr	{ $$ = depth_check(p, ast_new_binop(p->arena, '+', $1, $3, L(p, @2))); }
+	| expr '-' expr	{ $$ = depth_check(p, ast_new_binop(p->arena, '-', $1, $3, L(p, @2))); }
+	| expr '*' expr	{ $$ = depth_check(p, ast_new_binop(p->arena, '*', $1, $3, L(p, @2))); }
+	| expr '/' expr	{ $$ = depth_check(p, ast_new_binop(p->arena, '/', $1, $3, L(p, @2))); }
+	| '-' expr %prec NEG {
+		$$ = ast_new_expr(p->arena, AST_NEG, L(p, @1)); $$->lhs = $2;
+		$$->is_int = $2->is_int; $$->depth = $2->depth + 1;
+		depth_check(p, $$);
+	}
+	| primary
+	;
+
+callee
+	: IDENT	{ $$ = call(p, $1, @1, @1, NULL); }
+	| IDENT '(' args_opt ')'	{ $$ = call(p, $1, @1, @4, &$3); }
+	;
+
+primary
+	: NUMBER	{ $$ = ast_new_expr(p->arena, AST_NUM, L(p, @1)); $$->num = $1.v; $$->is_int = $1.is_int; }
+	| STRING	{ $$ = ast_new_expr(p->arena, AST_STR, L(p, @1)); $$->str = $1; }
+	| BOOL	{ $$ = ast_new_expr(p->arena, AST_BOOL, L(p, @1)); $$->b = $1; }
+	| IDENT	{ $$ = ast_new_expr(p->arena, AST_IDENT, L(p, @1)); $$->str = $1; }
+	| IDENT '(' args_opt ')'	{ $$ = call(p, $1, @1, @4, &$3); }
+	| '[' list_opt ']' {
+		$$ = ast_new_expr(p->arena, AST_LIST, span(p, @1, @3));
+		$$->nitems = $2.n; $$->items = (AstExpr **)$2.v;
+		for (int i = 0; i < $2.n; i++)
+			if ($$->items[i]->depth + 1 > $$->depth)
+				$$->depth = $$->items[i]->depth + 1;
+		depth_check(p, $$);
+	}
+	| '(' expr ')'	{ $$ = $2; }
+	;
+
+list_opt
+	: %empty	{ $$ = (AstVec){0}; }
+	| exprs
+	| exprs ','
+	;
+
+exprs
+	: expr	{ $$ = (AstVec){0}; ast_vec_push(p->arena, &$$, $1); }
+	| exprs ',' expr	{ $$ = $1; ast_vec_push(p->arena, &$$, $3); }
+	;
+
+args_opt
+	: %empty	{ $$ = (AstVec){0}; }
+	| args
+	| args ','
+	;
+
+args
+	: arg	{ $$ = (AstVec){0}; ast_vec_push(p->arena, &$$, $1); }
+	| args ',' arg	{ $$ = $1; ast_vec_push(p->arena, &$$, $3); }
+	;
+
+arg
+	: expr	{ $$ = arena_alloc(p->arena, sizeof *$$); $$->val = $1; }
+	| IDENT '=' expr {
+		$$ = arena_alloc(p->arena, sizeof *$$); $$->key = $1; $$->key_loc = L(p, @1); $$->val = $3;
+	}
+	;
+
+%%
+
+#include "lexer.h"
+
+/* tokens after which a newline cannot end the statement */
+static int continues(int tok)
+{
+	return tok == 0 || tok == NL || tok == ARROW || tok == '+' || tok == '-' || tok == '*' ||
+	       tok == '/' || tok == ',' || tok == '=' || tok == ':' || tok == '{' || tok == '(' ||
+	       tok == '[';
+}
+
+static int next_raw(Parser *p, YYSTYPE *lval, YYLTYPE *lloc)
+{
+	if (p->held >= 0) {
+		int t = p->held;
+		*lval = p->held_val;
+		*lloc = p->held_loc;
+		p->held = -1;
+		return t;
+	}
+	return lex_raw(lval, lloc, p->scanner);
+}
+
+static void hold(Parser *p, int tok, YYSTYPE *lval, YYLTYPE *lloc)
+{
+	p->held = tok;
+	p->held_val = *lval;
+	p->held_loc = *lloc;
+}
+
+static int give(Parser *p, int tok, YYSTYPE *lval, YYLTYPE *lloc)
+{
+	p->prev = p->last;
+	p->last.tok = tok;
+	p->last.loc = *lloc;
+	p->last.str = tok == IDENT ? lval->str : NULL;
+	p->last.stmt_start = p->prev.tok == 0 || p->prev.tok == NL || p->prev.tok == '{';
+	if (tok == NL)
+		p->recovering = 0;
+	switch (tok) {
+	case '(':
+	case '[':
+		if (p->recovering)
+			break;	/* the broken line's brackets must not swallow the next lines */
+		if (p->depth < MAX_OPEN)
+			p->open[p->depth] = *lloc;
+		p->depth++;
+		break;
+	case ')':
+	case ']':
+		if (p->depth > 0)
+			p->depth--;
+		break;
+	case '{':
+		if (p->braces < MAX_OPEN)
+			p->brace[p->braces] = *lloc;
+		p->braces++;
+		break;
+	case '}':
+		if (p->braces > 0)
+			p->braces--;
+		break;
+	}
+	return tok;
+}
+
+/* newline handling: see the comment at the top of this file */
+static int yylex(YYSTYPE *lval, YYLTYPE *lloc, Parser *p)
+{
+	for (;;) {
+		int tok = next_raw(p, lval, lloc);
+		if (tok == 0) {
+			/* the end of the file is where the scanner stopped */
+			lloc->first_line = lloc->last_line = p->extra.line;
+			lloc->first_column = p->extra.col;
+			lloc->last_column = p->extra.col + 1;
+		}
+		if (tok == NL) {
+			if (p->depth > 0 || continues(p->last.tok))
+				continue;
+			YYSTYPE v;
+			YYLTYPE l;
+			int t;
+			do
+				t = next_raw(p, &v, &l);
+			while (t == NL);
+			hold(p, t, &v, &l);
+			if (t == ARROW || t == '+' || t == '*')
+				continue;
+			return give(p, NL, lval, lloc);
+		}
+		if ((tok == '}' || tok == 0) && p->last.tok != NL && p->last.tok != '{' &&
+		    p->last.tok != 0) {
+			hold(p, tok, lval, lloc);
+			lloc->last_line = lloc->first_line;
+			lloc->last_column = lloc->first_column;
+			return give(p, NL, lval, lloc);
+		}
+		return give(p, tok, lval, lloc);
+	}
+}
+
+static void describe(Parser *p, char *buf, size_t n, int tok)
+{
+	switch (tok) {
+	case IDENT: snprintf(buf, n, "name '%.60s'", p->last.str); break;
+	case NUMBER: snprintf(buf, n, "number"); break;
+	case STRING: snprintf(buf, n, "string"); break;
+	case NL: snprintf(buf, n, "end of line"); break;
+	case 0: snprintf(buf, n, "end of file"); break;
+	default: snprintf(buf, n, "%s", yysymbol_name(YYTRANSLATE(tok)));
+	}
+}
+
+static const char *const stmt_keywords[] = { "input", "target", "output", "loss", "return", "repeat" };
+
+/* an identifier that opens a statement but is not followed by '=': a mistyped keyword */
+static int report_bad_statement(Parser *p, int expects_assign)
+{
+	if (!expects_assign || p->prev.tok != IDENT || !p->prev.stmt_start || p->last.tok == '=')
+		return 0;
+	SrcLoc at = L(p, p->prev.loc);
+	const char *kw = diag_closest(p->prev.str, stmt_keywords, 6);
+	if (kw) {
+		diag_error(at, "unknown statement '%s'", p->prev.str);
+		diag_hint("did you mean '%s'?", kw);
+	} else {
+		diag_error(at, "expected '=' after '%s'", p->prev.str);
+		diag_hint("a statement is 'name = expression' or starts with input, target, output, loss, return or repeat");
+	}
+	return 1;
+}
+
+static int report_bad_item(Parser *p, int expects_item)
+{
+	if (!expects_item || p->last.tok != IDENT)
+		return 0;
+	static const char *const items[] = { "model", "block", "train" };
+	const char *kw = diag_closest(p->last.str, items, 3);
+	diag_error(L(p, p->last.loc), "expected 'model', 'block' or 'train' but got '%.60s'", p->last.str);
+	if (kw)
+		diag_hint("did you mean '%s'?", kw);
+	else
+		diag_hint("a file holds models, blocks and train sections; statements go inside 'model NAME { ... }'");
+	return 1;
+}
+
+static void note_unclosed(Parser *p, SrcLoc at)
+{
+	if (p->depth > 0 && p->depth <= MAX_OPEN && p->open[p->depth - 1].first_line < at.line) {
+		YYLTYPE o = p->open[p->depth - 1];
+		diag_note(L(p, o), "this bracket is not closed");
+	} else if (at.line > 0 && p->last.tok == 0 && p->braces > 0 && p->braces <= MAX_OPEN) {
+		diag_note(L(p, p->brace[p->braces - 1]), "this '{' is not closed");
+	}
+}
+
+static int yyreport_syntax_error(const yypcontext_t *ctx, Parser *p)
+{
+	yysymbol_kind_t exp[12];
+	int n = yypcontext_expected_tokens(ctx, exp, 12);
+	int expects_assign = 0, expects_item = 0;
+	for (int i = 0; i < n; i++) {
+		expects_assign |= exp[i] == YYTRANSLATE('=');
+		expects_item |= exp[i] == YYSYMBOL_MODEL;
+	}
+	SrcLoc at = L(p, *yypcontext_location(ctx));
+	p->recovering = 1;
+	if (p->last.tok == 0 && p->braces > 0 && p->braces <= MAX_OPEN) {
+		diag_error(at, "the file ends before a '{' is closed");
+		diag_note(L(p, p->brace[p->braces - 1]), "this '{' is not closed");
+		diag_hint("add the missing '}'");
+	} else if (!report_bad_statement(p, expects_assign) && !report_bad_item(p, expects_item)) {
+		char got[128], want[512] = "";
+		describe(p, got, sizeof got, p->last.tok);
+		if (n > 0 && n <= 6) {
+			size_t k = 0;
+			for (int i = 0; i < n; i++)
+				k += (size_t)snprintf(want + k, sizeof want - k, "%s%s",
+						      i == 0 ? "" : i == n - 1 ? " or " : ", ",
+						      yysymbol_name(exp[i]));
+		}
+		if (want[0])
+			diag_error(at, "unexpected %s; expected %s", got, want);
+		else
+			diag_error(at, "unexpected %s", got);
+		note_unclosed(p, at);
+	}
+	p->depth = 0;	/* let newlines end lines again, so recovery finds the next one */
+	return 0;
+}
+
+static void yyerror(YYLTYPE *lloc, Parser *p, const char *msg)
+{
+	/* reached only when bison's stack is exhausted: the nesting is absurd */
+	(void)msg;
+	diag_error(L(p, *lloc), "the file is nested too deeply to parse");
+	diag_hint("split deep expressions into several statements");
+}
+
+static int valid_text(const SrcFile *f, SrcLoc *bad)
+{
+	const unsigned char *s = (const unsigned char *)f->text;
+	int line = 1, col = 1;
+	for (size_t i = 0; i < f->len; col++) {
+		unsigned c = s[i];
+		int extra = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 :
+			    (c & 0xf8) == 0xf0 ? 3 : -1;
+		int ok = c != 0 && extra >= 0 && i + (size_t)extra < f->len;
+		for (int k = 1; ok && k <= extra; k++)
+			ok = (s[i + (size_t)k] & 0xc0) == 0x80;
+		if (!ok) {
+			*bad = (SrcLoc){ f, line, col, 1 };
+			return c;
+		}
+		if (c == '\n') {
+			line++;
+			col = 0;
+		}
+		i += (size_t)extra + 1;
+	}
+	return -1;
+}
+
+AstFile *ast_parse(Arena *a, const SrcFile *src)
+{
+	AstFile *file = arena_alloc(a, sizeof *file);
+	file->src = src;
+	SrcLoc bad;
+	int c = valid_text(src, &bad);
+	if (c >= 0) {
+		diag_error(bad, "%s is not a text file: byte 0x%02x at line %d, column %d is not UTF-8 text",
+			   src->name, c, bad.line, bad.col);
+		diag_hint("nnc reads models written in the nn language, as UTF-8 text");
+		return file;
+	}
+	Parser p = { .arena = a, .src = src, .held = -1 };
+	p.extra = (LexExtra){ .arena = a, .src = src, .line = 1, .col = 1 };
+	nnllex_init_extra(&p.extra, (yyscan_t *)&p.scanner);
+	YY_BUFFER_STATE b = nnl_scan_bytes(src->text, (int)src->len, p.scanner);
+	yyparse(&p);
+	nnl_delete_buffer(b, p.scanner);
+	nnllex_destroy(p.scanner);
+	file->items = (AstItem **)p.items.v;
+	file->nitems = p.items.n;
+	return file;
+}
