@@ -1,0 +1,207 @@
+/*
+ * test_gemm.c: nnrt_sgemm against a naive triple loop in double, for all four
+ * transposes, sizes from 1 to past every cache block (odd, non-square),
+ * leading dimensions wider than the rows, and beta 0, 1 and 0.5. Padding
+ * between rows of A and B holds NaN, so reading it shows in the result;
+ * padding of C holds a sentinel that must survive.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include "nnrt.h"
+
+static const float sentinel = 12345.0f;
+
+typedef struct Case {
+	int ta, tb;
+	int64_t m, n, k;
+	int64_t pad;			/* extra elements at the end of every row of A, B and C */
+	float alpha, beta;
+} Case;
+
+/* a stored matrix: rows x cols inside rows x ld, the rest filled with fill */
+typedef struct Mat {
+	float *p;
+	int64_t rows, cols, ld;
+} Mat;
+
+static Mat mat_new(int64_t rows, int64_t cols, int64_t pad, float fill)
+{
+	Mat x = {NULL, rows, cols, cols + pad};
+	x.p = malloc((size_t)(rows * x.ld + 1) * sizeof *x.p);
+	assert_non_null(x.p);
+	for (int64_t i = 0; i < rows * x.ld; i++)
+		x.p[i] = fill;
+	return x;
+}
+
+/* integers in [-4, 4] keep every product and sum exact in float */
+static void mat_fill(Mat *x, NnrtRng *r, int integers)
+{
+	for (int64_t i = 0; i < x->rows; i++)
+		for (int64_t j = 0; j < x->cols; j++)
+			x->p[i * x->ld + j] = integers ? (float)nnrt_rng_below(r, 9) - 4.0f
+							 : 2.0f * nnrt_rng_uniform(r) - 1.0f;
+}
+
+/* element (i, j) of op(X) */
+static double op(const Mat *x, int trans, int64_t i, int64_t j)
+{
+	return trans ? x->p[j * x->ld + i] : x->p[i * x->ld + j];
+}
+
+/* Runs one case and compares every element with the double product. The
+ * tolerance is the worst-case bound of float summation, k * eps times the
+ * sum of magnitudes; exact inputs must give exact results. */
+static void run_case(const Case *cs, int integers, uint64_t seed)
+{
+	NnrtRng r;
+	nnrt_rng_seed(&r, seed, 7);
+	Mat a = cs->ta ? mat_new(cs->k, cs->m, cs->pad, NAN) : mat_new(cs->m, cs->k, cs->pad, NAN);
+	Mat b = cs->tb ? mat_new(cs->n, cs->k, cs->pad, NAN) : mat_new(cs->k, cs->n, cs->pad, NAN);
+	Mat c = mat_new(cs->m, cs->n, cs->pad, sentinel);
+	Mat c0 = mat_new(cs->m, cs->n, 0, 0.0f);
+	mat_fill(&a, &r, integers);
+	mat_fill(&b, &r, integers);
+	mat_fill(&c, &r, integers);
+	for (int64_t i = 0; i < cs->m; i++)
+		for (int64_t j = 0; j < cs->n; j++) {
+			c0.p[i * c0.ld + j] = c.p[i * c.ld + j];
+			if (cs->beta == 0.0f)
+				c.p[i * c.ld + j] = NAN;	/* beta 0 must not read C */
+		}
+	nnrt_sgemm(cs->ta, cs->tb, cs->m, cs->n, cs->k, cs->alpha, a.p, a.ld, b.p, b.ld, cs->beta, c.p, c.ld);
+	for (int64_t i = 0; i < cs->m; i++) {
+		for (int64_t j = 0; j < cs->n; j++) {
+			double sum = 0, mag = 0;
+			for (int64_t p = 0; p < cs->k; p++) {
+				double t = op(&a, cs->ta, i, p) * op(&b, cs->tb, p, j);
+				sum += t;
+				mag += fabs(t);
+			}
+			double cold = c0.p[i * c0.ld + j];
+			double want = cs->alpha * sum + (cs->beta == 0.0f ? 0.0 : cs->beta * cold);
+			double tol = integers ? 0.0 : (cs->k + 2) * FLT_EPSILON * (fabs(cs->alpha) * mag + fabs(cold));
+			double got = c.p[i * c.ld + j];
+			if (!(fabs(got - want) <= tol))
+				fail_msg("ta=%d tb=%d m=%lld n=%lld k=%lld beta=%g: C[%lld][%lld] = %.9g, want %.9g", cs->ta,
+					 cs->tb, (long long)cs->m, (long long)cs->n, (long long)cs->k, cs->beta,
+					 (long long)i, (long long)j, got, want);
+		}
+		for (int64_t j = cs->n; j < c.ld; j++)
+			assert_true(c.p[i * c.ld + j] == sentinel);
+	}
+	free(a.p);
+	free(b.p);
+	free(c.p);
+	free(c0.p);
+}
+
+/* every transpose and beta for one size */
+static void run_all(int64_t m, int64_t n, int64_t k, int64_t pad, float alpha, int integers, uint64_t seed)
+{
+	static const float betas[] = {0.0f, 1.0f, 0.5f};
+	for (int t = 0; t < 4; t++)
+		for (int bi = 0; bi < 3; bi++) {
+			Case cs = {t >> 1, t & 1, m, n, k, pad, alpha, betas[bi]};
+			run_case(&cs, integers, seed + (uint64_t)(t * 3 + bi));
+		}
+}
+
+/* 2x3 times 3x2 worked by hand: [1 2 3; 4 5 6] [7 8; 9 10; 11 12] */
+static void test_small_by_hand(void **state)
+{
+	(void)state;
+	const float a[] = {1, 2, 3, 4, 5, 6}, b[] = {7, 8, 9, 10, 11, 12};
+	float c[4] = {1, 1, 1, 1};
+	nnrt_sgemm(0, 0, 2, 2, 3, 1.0f, a, 3, b, 2, 0.0f, c, 2);
+	assert_true(c[0] == 58 && c[1] == 64 && c[2] == 139 && c[3] == 154);
+	nnrt_sgemm(0, 0, 2, 2, 3, 2.0f, a, 3, b, 2, 1.0f, c, 2);	/* C = 2AB + C = 3AB */
+	assert_true(c[0] == 174 && c[1] == 192 && c[2] == 417 && c[3] == 462);
+	const float at[] = {1, 4, 2, 5, 3, 6}, bt[] = {7, 9, 11, 8, 10, 12};
+	nnrt_sgemm(1, 1, 2, 2, 3, 1.0f, at, 2, bt, 3, 0.0f, c, 2);
+	assert_true(c[0] == 58 && c[1] == 64 && c[2] == 139 && c[3] == 154);
+}
+
+/* integer inputs: results must be exact, so a misplaced element cannot hide
+ * in a tolerance; sizes straddle MR, NR and every cache block */
+static void test_exact_integers(void **state)
+{
+	(void)state;
+	static const int64_t sizes[][3] = {
+		{1, 1, 1}, {1, 7, 3}, {5, 1, 9}, {3, 5, 1}, {4, 8, 16}, {7, 13, 11},
+		{65, 97, 257}, {130, 17, 300}, {9, 200, 40},
+	};
+	for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+		run_all(sizes[s][0], sizes[s][1], sizes[s][2], (int64_t)(s % 3) * 3, 1.0f, 1, 100 + s);
+}
+
+/* random floats and alpha != 1, with leading dimensions wider than rows */
+static void test_random_floats(void **state)
+{
+	(void)state;
+	NnrtRng r;
+	nnrt_rng_seed(&r, 2024, 1);
+	for (int t = 0; t < 12; t++) {
+		int64_t m = 1 + nnrt_rng_below(&r, 150);
+		int64_t n = 1 + nnrt_rng_below(&r, 210);
+		int64_t k = 1 + nnrt_rng_below(&r, 600);
+		run_all(m, n, k, 1 + t % 4, t % 2 ? -0.75f : 1.5f, 0, 1000 + (uint64_t)t * 20);
+	}
+}
+
+/* larger than every block in every dimension, at once */
+static void test_across_blocks(void **state)
+{
+	(void)state;
+	Case cs = {0, 0, 131, 203, 530, 5, 1.0f, 0.5f};
+	run_case(&cs, 0, 77);
+	Case ct = {1, 1, 131, 203, 530, 5, 1.0f, 0.0f};
+	run_case(&ct, 0, 78);
+}
+
+/* k = 0 or alpha = 0: C = beta * C, and beta 0 clears NaN to 0 */
+static void test_nothing_to_add(void **state)
+{
+	(void)state;
+	float a[4] = {NAN, NAN, NAN, NAN}, b[4] = {NAN, NAN, NAN, NAN};
+	float c[6] = {1, 2, 3, 4, 5, 6};
+	nnrt_sgemm(0, 0, 2, 2, 0, 1.0f, a, 1, b, 2, 0.5f, c, 3);
+	assert_true(c[0] == 0.5f && c[1] == 1.0f && c[2] == 3.0f && c[3] == 2.0f && c[4] == 2.5f && c[5] == 6.0f);
+	nnrt_sgemm(0, 0, 2, 2, 2, 0.0f, a, 2, b, 2, 1.0f, c, 3);
+	assert_true(c[0] == 0.5f && c[1] == 1.0f && c[3] == 2.0f && c[4] == 2.5f);
+	float d[4] = {NAN, NAN, NAN, NAN};
+	nnrt_sgemm(0, 0, 2, 2, 0, 1.0f, a, 1, b, 2, 0.0f, d, 2);
+	assert_true(d[0] == 0.0f && d[1] == 0.0f && d[2] == 0.0f && d[3] == 0.0f);
+}
+
+/* m = 0 or n = 0: nothing is touched */
+static void test_empty_output(void **state)
+{
+	(void)state;
+	float a[4] = {1, 2, 3, 4}, b[4] = {1, 2, 3, 4}, c[4] = {9, 9, 9, 9};
+	nnrt_sgemm(0, 0, 0, 2, 2, 1.0f, a, 2, b, 2, 0.0f, c, 2);
+	nnrt_sgemm(0, 0, 2, 0, 2, 1.0f, a, 2, b, 2, 0.0f, c, 2);
+	for (int i = 0; i < 4; i++)
+		assert_true(c[i] == 9.0f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_small_by_hand),
+		cmocka_unit_test(test_exact_integers),
+		cmocka_unit_test(test_random_floats),
+		cmocka_unit_test(test_across_blocks),
+		cmocka_unit_test(test_nothing_to_add),
+		cmocka_unit_test(test_empty_output),
+	};
+	return cmocka_run_group_tests_name("gemm", tests, NULL, NULL);
+}
