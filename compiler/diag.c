@@ -8,7 +8,8 @@
  *
  * Source lines of any length print as a window of at most SHOW_COLS columns
  * around the span; bytes that are not printable print as '?', so binary
- * garbage cannot corrupt a terminal. The sink is set by diag_use(): the
+ * garbage cannot corrupt a terminal. An error repeated word for word at the
+ * same place is shown once. The sink is set by diag_use(): the
  * compiler is single-threaded and the driver owns one Diag per compilation.
  */
 #include "diag.h"
@@ -32,6 +33,7 @@ void diag_fini(Diag *d)
 {
 	free(d->first_error);
 	free(d->text);
+	free(d->seen);
 	memset(d, 0, sizeof *d);
 }
 
@@ -44,7 +46,7 @@ Diag *diag_use(Diag *d)
 
 int diag_errors(void)
 {
-	return sink ? sink->nerrors : 0;
+	return sink ? sink->nerrors + sink->nrepeats : 0;
 }
 
 static void put(const char *s, size_t n)
@@ -98,51 +100,92 @@ static const char *line_start(const SrcFile *f, int line, size_t *len)
 
 static bool printable(unsigned char c)
 {
-	return c == '\t' || (c >= 0x20 && c < 0x7f) || c >= 0x80;
+	return c == '\t' || (c >= 0x20 && c < 0x7f);
 }
 
-/* the source line, then spaces and tabs up to the span and ^~~ under it */
+/* the length of the UTF-8 character at s[0..n); 0 when the bytes are not valid UTF-8 */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t k = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+	if (k == 0 || k > n)
+		return 0;
+	for (size_t i = 1; i < k; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return k;
+}
+
+/* bytes of the character at s[i]: an invalid byte counts as one character */
+static size_t char_bytes(const char *s, size_t n, size_t i)
+{
+	size_t k = utf8_len((const unsigned char *)s + i, n - i);
+	return k ? k : 1;
+}
+
+/* byte offset of character ci of s[0..n), or n past the end */
+static size_t char_offset(const char *s, size_t n, size_t ci)
+{
+	size_t i = 0;
+	for (size_t k = 0; i < n && k < ci; k++)
+		i += char_bytes(s, n, i);
+	return i < n ? i : n;
+}
+
+/*
+ * The source line, then spaces and tabs up to the span and ^~~ under it.
+ * Columns count characters; a line longer than SHOW_COLS characters shows
+ * as a window around the span, cut at character boundaries. An empty line
+ * (the end of the file, an empty file) is not shown: there is nothing to
+ * point at.
+ */
 static void show_source(SrcLoc loc)
 {
 	if (!loc.file || loc.line < 1)
 		return;
 	size_t n;
 	const char *s = line_start(loc.file, loc.line, &n);
+	if (n == 0)
+		return;
+	size_t nchars = 0;
+	for (size_t i = 0; i < n; i += char_bytes(s, n, i))
+		nchars++;
 	size_t col = loc.col > 0 ? (size_t)loc.col - 1 : 0;
-	if (col > n)
-		col = n;
-	size_t from = 0, to = n;
-	if (n > SHOW_COLS) {
+	if (col > nchars)
+		col = nchars;
+	size_t from = 0, to = nchars;
+	if (nchars > SHOW_COLS) {
 		from = col > SHOW_COLS / 2 ? col - SHOW_COLS / 2 : 0;
-		to = from + SHOW_COLS < n ? from + SHOW_COLS : n;
+		to = from + SHOW_COLS < nchars ? from + SHOW_COLS : nchars;
 	}
-	char line[SHOW_COLS * 2 + 16], mark[SHOW_COLS * 2 + 16];
-	size_t a = 0, b = 0;
-	const char *dots = from > 0 ? "..." : "";
-	for (size_t i = from; i < to; i++) {
+	size_t bfrom = char_offset(s, n, from), bto = char_offset(s, n, to);
+	char line[SHOW_COLS * 4 + 16], mark[SHOW_COLS * 2 + 16];
+	size_t a = 0, m = 0, ci = from;
+	for (size_t i = bfrom; i < bto && a < sizeof line - 5; ci++) {
 		unsigned char c = (unsigned char)s[i];
-		line[a++] = printable(c) ? (char)c : '?';
-		if (i < col)
-			mark[b++] = c == '\t' ? '\t' : (c >= 0x80 && c < 0xc0) ? 0 : ' ';
+		size_t k = utf8_len((const unsigned char *)s + i, n - i);
+		if (k > 1) {
+			memcpy(line + a, s + i, k);	/* a whole, valid UTF-8 character */
+			a += k;
+			i += k;
+		} else {
+			line[a++] = printable(c) ? (char)c : '?';
+			i++;
+		}
+		if (ci < col)
+			mark[m++] = c == '\t' ? '\t' : ' ';
 	}
 	line[a] = 0;
-	size_t m = 0;
-	for (size_t i = 0; i < b; i++)
-		if (mark[i])
-			mark[m++] = mark[i];
 	mark[m++] = '^';
 	size_t span = loc.len > 1 ? (size_t)loc.len - 1 : 0;
 	for (size_t i = 0; i < span && col + 1 + i < to && m < sizeof mark - 1; i++)
 		mark[m++] = '~';
 	mark[m] = 0;
-	putf("    %s%s%s\n", dots, line, to < n ? "..." : "");
+	putf("    %s%s%s\n", from > 0 ? "..." : "", line, to < nchars ? "..." : "");
 	putf("    %s%s\n", from > 0 ? "   " : "", mark);
 }
 
-static void message(const char *kind, SrcLoc loc, const char *fmt, va_list ap)
+static void say(const char *kind, SrcLoc loc, const char *msg)
 {
-	char msg[1024];
-	vsnprintf(msg, sizeof msg, fmt, ap);
 	if (loc.file)
 		putf("%s:%d:%d: %s: %s\n", loc.file->name, loc.line, loc.col, kind, msg);
 	else
@@ -152,21 +195,80 @@ static void message(const char *kind, SrcLoc loc, const char *fmt, va_list ap)
 		sink->first_error = strdup(msg);
 }
 
+static void message(const char *kind, SrcLoc loc, const char *fmt, va_list ap)
+{
+	char msg[1024];
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	say(kind, loc, msg);
+}
+
+static uint64_t hash_error(SrcLoc loc, const char *msg)
+{
+	uint64_t h = 1469598103934665603u;
+	h = (h ^ (uint64_t)(uintptr_t)loc.file) * 1099511628211u;
+	h = (h ^ (uint64_t)(unsigned)loc.line) * 1099511628211u;
+	h = (h ^ (uint64_t)(unsigned)loc.col) * 1099511628211u;
+	while (*msg)
+		h = (h ^ (unsigned char)*msg++) * 1099511628211u;
+	return h;
+}
+
+/* true when this error was shown before; else remembers it */
+static bool repeated(SrcLoc loc, const char *msg)
+{
+	uint64_t h = hash_error(loc, msg);
+	for (int i = 0; i < sink->nseen; i++)
+		if (sink->seen[i] == h)
+			return true;
+	if (sink->nseen == sink->capseen) {
+		int cap = sink->capseen ? sink->capseen * 2 : 16;
+		uint64_t *t = realloc(sink->seen, sizeof *t * (size_t)cap);
+		if (!t) {
+			fprintf(stderr, "nnc: out of memory\n");
+			exit(1);
+		}
+		sink->seen = t;
+		sink->capseen = cap;
+	}
+	sink->seen[sink->nseen++] = h;
+	return false;
+}
+
+/*
+ * An error made again at the same place with the same words (a block's body
+ * expanded at each call, a shape rule run per instance) is counted for
+ * diag_errors() but neither shown nor counted in nerrors: one mistake, one
+ * message. Its hints and notes go with it.
+ */
 void diag_error(SrcLoc loc, const char *fmt, ...)
 {
 	if (!sink)
 		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (sink->nerrors < sink->max_errors && repeated(loc, msg)) {
+		sink->nrepeats++;
+		sink->muted = true;
+		return;
+	}
 	sink->nerrors++;
 	sink->muted = sink->nerrors > sink->max_errors;
 	if (sink->muted) {
 		if (sink->nerrors == sink->max_errors + 1)
-			putf("nnc: too many errors; stopping after %d\n", sink->max_errors);
+			putf("nnc: more than %d errors; only the first %d are shown\n", sink->max_errors, sink->max_errors);
 		return;
 	}
-	va_list ap;
-	va_start(ap, fmt);
-	message("error", loc, fmt, ap);
-	va_end(ap);
+	sink->last = loc;
+	say("error", loc, msg);
+}
+
+SrcLoc diag_last_error(void)
+{
+	SrcLoc none = { 0 };
+	return sink ? sink->last : none;
 }
 
 void diag_warning(SrcLoc loc, const char *fmt, ...)

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 typedef struct SrcFile {
@@ -17,7 +18,8 @@ typedef struct SrcFile {
 	size_t len;
 } SrcFile;
 
-/* A span on one line; line and col count from 1, col in bytes. */
+/* A span on one line; line and col count from 1, col and len in characters
+ * (UTF-8 sequences count one, as an editor counts them). */
 typedef struct SrcLoc {
 	const SrcFile *file;	/* NULL: made by the compiler, not from source */
 	int line, col, len;
@@ -25,12 +27,16 @@ typedef struct SrcLoc {
 
 typedef struct Diag {
 	FILE *out;		/* where messages go as they are made; NULL to only capture */
-	int nerrors;
+	int nerrors;		/* errors shown (or counted past the cap) */
+	int nrepeats;		/* errors dropped as exact repeats of one shown */
 	int max_errors;		/* after this many, one last line and silence */
 	bool muted;		/* the last error was past the cap: drop its hints */
 	char *first_error;	/* message of the first error, without location */
 	char *text;		/* everything printed, for tests */
 	size_t len, cap;
+	uint64_t *seen;		/* hashes of the errors shown, to drop repeats */
+	int nseen, capseen;
+	SrcLoc last;		/* where the last error shown points */
 } Diag;
 
 enum { DIAG_MAX_ERRORS = 50 };
@@ -45,7 +51,10 @@ void diag_warning(SrcLoc loc, const char *fmt, ...) __attribute__((format(printf
 /* attaches to the last error or warning */
 void diag_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void diag_note(SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* every error reported so far, repeats included: "did this step fail?" */
 int diag_errors(void);
+/* where the last error shown points; file NULL when none */
+SrcLoc diag_last_error(void);
 
 /* the closest candidate by edit distance, or NULL when none is close */
 const char *diag_closest(const char *word, const char *const *cands, int n);

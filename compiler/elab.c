@@ -13,6 +13,12 @@
  * Naming: every layer gets `prefix + kind + counter` (dense1, conv2, bn1,
  * relu3) or `prefix + name=`; the prefix is the chain of block instances
  * (`bottleneck2.`), with a counter per block name in the calling scope.
+ *
+ * Limits: unrolling is bounded (layers, statements run, nesting of blocks and
+ * of expressions through blocks), so no input makes elaboration run for
+ * hours or overflow the C stack; the first limit hit is reported once and
+ * elaboration stops. An error in a block's body gets a note at the use that
+ * expanded it, since the arguments may be what is wrong.
  */
 #include "elab.h"
 
@@ -21,7 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_BLOCK_NEST = 32, MAX_REPEAT = 100000, MAX_LAYERS = 1000000 };
+/* MAX_LAYERS counts layers and operators; MAX_STEPS the statements run after
+ * unrolling, so nested repeats and blocks that fan out cannot run for hours */
+enum { MAX_BLOCK_NEST = 32, MAX_REPEAT = 100000, MAX_LAYERS = 1000000, MAX_STEPS = 5000000, MAX_EVAL_DEPTH = 1000 };
 #define MAX_DIM 2147483647.0
 
 typedef enum { V_NONE, V_NUM, V_STR, V_BOOL, V_LIST, V_TENSOR } VKind;
@@ -73,7 +81,11 @@ typedef struct Elab {
 	SrcLoc *name_locs;
 	int nnames, capnames;
 	int nlayers;
-	bool too_many;
+	long steps;
+	bool too_many;		/* a limit was hit: reported once, then elaboration stops */
+	int noted;		/* diag_errors() when a block call was last noted */
+	int depth;		/* of eval() calls, across block expansions */
+	struct Args *spare;	/* Args are big (64 tensors): reused, not one per call */
 } Elab;
 
 /* ---- argument signatures of the built-in layers ---- */
@@ -184,6 +196,34 @@ static const char *vkind(const Value *v)
 	return "nothing";
 }
 
+/* a number for a message: whole numbers in full up to 1e15, else short */
+static const char *num_str(double v)
+{
+	static char buf[4][48];
+	static int k;
+	char *b = buf[k++ & 3];
+	if (v > -1e15 && v < 1e15 && v == (double)(int64_t)v)
+		snprintf(b, sizeof buf[0], "%" PRId64, (int64_t)v);
+	else
+		snprintf(b, sizeof buf[0], "%g", v);
+	return b;
+}
+
+/* what a message says it got: "2.5", "the string \"ten\"", "a list of 3", "a tensor" */
+static const char *got(const Value *v)
+{
+	static char buf[4][96];
+	static int k;
+	char *b = buf[k++ & 3];
+	switch (v->k) {
+	case V_NUM: return num_str(v->num);
+	case V_STR: snprintf(b, sizeof buf[0], "the string \"%.40s%s\"", v->str, strlen(v->str) > 40 ? "..." : ""); return b;
+	case V_BOOL: return v->b ? "true" : "false";
+	case V_LIST: snprintf(b, sizeof buf[0], "a list of %d", v->n); return b;
+	default: return vkind(v);
+	}
+}
+
 /* ---- scopes ---- */
 
 static Binding *lookup(Scope *s, const char *name)
@@ -199,7 +239,7 @@ static void bind(Elab *e, Scope *s, const char *name, Value v, SrcLoc loc)
 	Binding *b = lookup(s, name);
 	if (!b) {
 		if (s->n == s->cap) {
-			int cap = s->cap ? s->cap * 2 : 16;
+			int cap = s->cap ? s->cap * 2 : 4;
 			s->b = arena_grow(e->arena, s->b, (size_t)s->n, (size_t)cap, sizeof *s->b);
 			s->cap = cap;
 		}
@@ -286,9 +326,38 @@ static bool claim_name(Elab *e, const char *name, SrcLoc loc)
 	return true;
 }
 
+/* ---- limits ---- */
+
+/* false once the model is past MAX_LAYERS layers and operators */
+static bool layer_budget(Elab *e, SrcLoc loc)
+{
+	if (e->too_many)
+		return false;
+	if (++e->nlayers <= MAX_LAYERS)
+		return true;
+	diag_error(loc, "this model has more than %d layers and operators", MAX_LAYERS);
+	diag_hint("lower the repeat counts, or look for blocks that call each other many times");
+	e->too_many = true;
+	return false;
+}
+
+/* false once the model has run MAX_STEPS statements, repeats and blocks unrolled */
+static bool step_budget(Elab *e, SrcLoc loc)
+{
+	if (e->too_many)
+		return false;
+	if (++e->steps <= MAX_STEPS)
+		return true;
+	diag_error(loc, "this model has more than %d statements once repeats and blocks are unrolled", MAX_STEPS);
+	diag_hint("lower the repeat counts, or look for blocks that call each other many times");
+	e->too_many = true;
+	return false;
+}
+
 /* ---- expressions ---- */
 
 static Value eval(Elab *e, Scope *s, const AstExpr *x);
+static Value eval_expr(Elab *e, Scope *s, const AstExpr *x);
 static Value apply(Elab *e, Scope *s, const AstExpr *call, Value *piped);
 
 static Value eval_ident(Elab *e, Scope *s, const AstExpr *x)
@@ -359,6 +428,8 @@ static Value eval_binop(Elab *e, Scope *s, const AstExpr *x)
 		return none(x->loc);
 	if (a.k == V_NUM && b.k == V_NUM)
 		return arith(x, a, b);
+	if (((a.k == V_TENSOR && b.k != V_STR) || (b.k == V_TENSOR && a.k != V_STR)) && !layer_budget(e, x->loc))
+		return none(x->loc);
 	if (a.k == V_TENSOR && b.k == V_TENSOR && (x->op == '+' || x->op == '*')) {
 		IrNode *in[2] = { a.t, b.t };
 		return tensor(op_node(e, s, x->op == '+' ? IR_ADD : IR_MUL, 2, in, x->loc), x->loc);
@@ -381,7 +452,29 @@ static Value eval_binop(Elab *e, Scope *s, const AstExpr *x)
 	return none(x->loc);
 }
 
+/*
+ * Nesting is bounded per expression by the parser, but blocks nest it further:
+ * a block's return nested 200 deep that calls a block nested 200 deep...
+ * MAX_EVAL_DEPTH bounds the whole, so the C stack cannot overflow.
+ */
 static Value eval(Elab *e, Scope *s, const AstExpr *x)
+{
+	if (e->depth >= MAX_EVAL_DEPTH) {
+		if (!e->too_many) {
+			diag_error(x->loc, "expressions are nested more than %d levels deep once blocks are expanded",
+				   MAX_EVAL_DEPTH);
+			diag_hint("split deep expressions into several statements with names");
+		}
+		e->too_many = true;
+		return none(x->loc);
+	}
+	e->depth++;
+	Value v = eval_expr(e, s, x);
+	e->depth--;
+	return v;
+}
+
+static Value eval_expr(Elab *e, Scope *s, const AstExpr *x)
 {
 	Value v = { .loc = x->loc };
 	switch (x->kind) {
@@ -449,16 +542,40 @@ static Value eval(Elab *e, Scope *s, const AstExpr *x)
 
 /* ---- checking arguments against a signature ---- */
 
+static bool numeric_str(const Value *v)
+{
+	if (v->k != V_STR || !v->str[0] || strlen(v->str) > 40)
+		return false;
+	char *end;
+	strtod(v->str, &end);
+	return !*end;
+}
+
+/* 3.0 or 1e2 where a whole number is wanted: the value is right, the spelling is not */
+static void hint_whole(const Value *v)
+{
+	if (v->k == V_NUM && v->num > -1e15 && v->num < 1e15 && v->num == (double)(int64_t)v->num)
+		diag_hint("write it without a '.' or an exponent: %s", num_str(v->num));
+}
+
+/* kernel="3": the value is right but quoted */
+static void hint_quoted_number(const Value *v)
+{
+	if (numeric_str(v))
+		diag_hint("remove the quotes: %s", v->str);
+}
+
 static bool want_int(const Value *v, const char *what, const char *layer, double lo, double hi, int *out)
 {
 	if (v->k != V_NUM || !v->is_int) {
-		diag_error(v->loc, "%s of %s must be a whole number, but got %s", what, layer, vkind(v));
-		if (v->k == V_NUM)
-			diag_hint("write it without a '.' or an exponent");
+		diag_error(v->loc, "%s of %s must be a whole number, but got %s", what, layer, got(v));
+		hint_whole(v);
+		hint_quoted_number(v);
 		return false;
 	}
 	if (v->num < lo || v->num > hi) {
-		diag_error(v->loc, "%s of %s must be between %.0f and %.0f, but got %.0f", what, layer, lo, hi, v->num);
+		diag_error(v->loc, "%s of %s must be between %s and %s, but got %s", what, layer, num_str(lo), num_str(hi),
+			   num_str(v->num));
 		return false;
 	}
 	*out = (int)v->num;
@@ -483,14 +600,17 @@ static bool want_pair(const Value *v, const char *what, const char *layer, doubl
 		out[1] = out[0];
 		return true;
 	}
-	diag_error(v->loc, "%s of %s must be a whole number or a list of two, but got %s", what, layer, vkind(v));
+	diag_error(v->loc, "%s of %s must be a whole number or a list of two, but got %s", what, layer, got(v));
+	hint_whole(v);
+	hint_quoted_number(v);
 	return false;
 }
 
 static bool want_num(const Value *v, const char *what, const char *layer, double lo, double hi, double *out)
 {
 	if (v->k != V_NUM) {
-		diag_error(v->loc, "%s of %s must be a number, but got %s", what, layer, vkind(v));
+		diag_error(v->loc, "%s of %s must be a number, but got %s", what, layer, got(v));
+		hint_quoted_number(v);
 		return false;
 	}
 	if (v->num < lo || v->num > hi) {
@@ -507,7 +627,11 @@ static bool want_num(const Value *v, const char *what, const char *layer, double
 static bool want_bool(const Value *v, const char *what, const char *layer, int *out)
 {
 	if (v->k != V_BOOL) {
-		diag_error(v->loc, "%s of %s must be true or false, but got %s", what, layer, vkind(v));
+		diag_error(v->loc, "%s of %s must be true or false, but got %s", what, layer, got(v));
+		if (v->k == V_NUM && (v->num == 0 || v->num == 1))
+			diag_hint("write %s=%s", what, v->num ? "true" : "false");
+		else if (v->k == V_STR && (!strcmp(v->str, "true") || !strcmp(v->str, "false")))
+			diag_hint("remove the quotes: %s=%s", what, v->str);
 		return false;
 	}
 	*out = v->b;
@@ -517,7 +641,7 @@ static bool want_bool(const Value *v, const char *what, const char *layer, int *
 static bool want_str(const Value *v, const char *what, const char *layer, const char **out)
 {
 	if (v->k != V_STR) {
-		diag_error(v->loc, "%s of %s must be a string in double quotes, but got %s", what, layer, vkind(v));
+		diag_error(v->loc, "%s of %s must be a string in double quotes, but got %s", what, layer, got(v));
 		return false;
 	}
 	*out = v->str;
@@ -548,6 +672,7 @@ typedef struct Args {
 	Value vals[MAX_ARGS];
 	bool given[MAX_ARGS];
 	bool ok;
+	struct Args *next;	/* on Elab's list of spares */
 } Args;
 
 static void usage_hint(const Builtin *b)
@@ -563,10 +688,28 @@ static void usage_hint(const Builtin *b)
 		  k ? ", then " : "", buf);
 }
 
-/* sorts a call's arguments into tensor inputs and the signature's slots */
+static Args *args_take(Elab *e)
+{
+	Args *r = e->spare;
+	if (r)
+		e->spare = r->next;
+	else
+		r = arena_alloc(e->arena, sizeof *r);
+	memset(r, 0, sizeof *r);
+	return r;
+}
+
+static void args_give(Elab *e, Args *r)
+{
+	r->next = e->spare;
+	e->spare = r;
+}
+
+/* sorts a call's arguments into tensor inputs and the signature's slots; the
+ * caller gives r back with args_give when done with it */
 static Args *bind_args(Elab *e, Scope *s, const Builtin *b, const AstExpr *call, Value *piped)
 {
-	Args *r = arena_alloc(e->arena, sizeof *r);
+	Args *r = args_take(e);
 	r->ok = true;
 	int ns = nspecs(b), maxt = b->ntensors < 0 ? 64 : b->ntensors, slot = 0;
 	if (piped)
@@ -641,6 +784,8 @@ static bool check_tensors(const Builtin *b, const AstExpr *call, Args *r)
 			diag_hint("write 'x -> %s' or '%s(x)'", b->name, b->name);
 		else if (want == 2)
 			diag_hint("write '%s(prediction, target)'", b->name);
+		else
+			diag_hint("write '%s(a, b)'", b->name);
 		return false;
 	}
 	for (int i = 0; i < r->ntensors; i++)
@@ -714,7 +859,11 @@ static bool set_attrs(const Builtin *b, Args *r, IrAttrs *a, const char **name, 
 			}
 			break;
 		case A_NUM:
-			ok &= want_num(&v, key, b->name, sp->lo, sp->hi, &dv);
+			if (!want_num(&v, key, b->name, sp->lo, sp->hi, &dv)) {
+				ok = false;
+				if (v.k != V_NUM && !numeric_str(&v))
+					usage_hint(b);
+			}
 			if (!strcmp(key, "momentum"))
 				a->momentum = dv;
 			else if (!strcmp(key, "eps"))
@@ -770,9 +919,20 @@ static IrNode *param(Elab *e, IrOp op, const char *layer, const char *what, SrcL
 	return p;
 }
 
+static Value build_builtin(Elab *e, Scope *s, const Builtin *b, const AstExpr *call, Args *r);
+
 static Value apply_builtin(Elab *e, Scope *s, const Builtin *b, const AstExpr *call, Value *piped)
 {
 	Args *r = bind_args(e, s, b, call, piped);
+	Value v = build_builtin(e, s, b, call, r);
+	args_give(e, r);
+	return v;
+}
+
+/* noinline: its locals stay out of the frames of the eval -> apply recursion */
+__attribute__((noinline)) static Value build_builtin(Elab *e, Scope *s, const Builtin *b, const AstExpr *call,
+						     Args *r)
+{
 	if (!r->ok || !check_tensors(b, call, r))
 		return none(call->loc);
 	IrAttrs a = { .groups = 1, .bias = 1 };
@@ -783,12 +943,8 @@ static Value apply_builtin(Elab *e, Scope *s, const Builtin *b, const AstExpr *c
 		diag_error(call->loc, "the layer name \"%s\" may hold only letters, digits and '_'", given);
 		return none(call->loc);
 	}
-	if (++e->nlayers > MAX_LAYERS) {
-		if (!e->too_many)
-			diag_error(call->loc, "this model has more than %d layers", MAX_LAYERS);
-		e->too_many = true;
+	if (!layer_budget(e, call->loc))
 		return none(call->loc);
-	}
 	const char *layer = given[0] ? arena_printf(e->arena, "%s%s", s->prefix, given)
 				     : arena_printf(e->arena, "%s%s%d", s->prefix, b->kind, count(e, s, b->kind));
 	if (!claim_name(e, layer, call->loc)) {
@@ -847,11 +1003,17 @@ static bool recursion(Elab *e, const AstItem *blk, const AstExpr *call)
 				snprintf(path + k, sizeof path - k, "%s", blk->name);
 			diag_error(call->loc, "block '%s' calls itself (%s)", blk->name, path);
 			diag_hint("blocks cannot be recursive; to stack a block several times, use 'repeat N { ... }'");
+			e->noted = diag_errors();	/* the path says where; no note per call */
 			return true;
 		}
 	if (e->nstack >= MAX_BLOCK_NEST) {
-		diag_error(call->loc, "blocks are nested more than %d deep here", MAX_BLOCK_NEST);
-		diag_hint("flatten some of the blocks into their callers");
+		const AstItem *const *st = e->stack;
+		int n = e->nstack;
+		diag_error(call->loc, "blocks are nested more than %d deep: %s -> %s -> ... -> %s -> %s", MAX_BLOCK_NEST,
+			   st[0]->name, st[1]->name, st[n - 1]->name, blk->name);
+		diag_note(e->stack_call[0], "the outermost block is used here");
+		diag_hint("a block may use blocks up to %d deep; flatten some of them into their callers", MAX_BLOCK_NEST);
+		e->noted = diag_errors();
 		return true;
 	}
 	return false;
@@ -928,7 +1090,7 @@ static bool bind_block_args(Elab *e, Scope *outer, Scope *in, const AstItem *blk
 
 static Value apply_block(Elab *e, Scope *s, const AstItem *blk, const AstExpr *call, Value *piped)
 {
-	if (recursion(e, blk, call))
+	if (e->too_many || recursion(e, blk, call))
 		return none(call->loc);
 	Scope in = { .in_block = true };
 	int nerr = diag_errors();
@@ -939,17 +1101,29 @@ static Value apply_block(Elab *e, Scope *s, const AstItem *blk, const AstExpr *c
 	e->stack[e->nstack++] = blk;
 	exec_body(e, &in, blk->body, blk->nbody);
 	e->nstack--;
-	if (diag_errors() > nerr)
+	if (diag_errors() > nerr) {
+		/* the innermost call only: the body's errors may depend on its arguments */
+		SrcLoc last = diag_last_error();
+		if (e->noted < diag_errors() && !e->too_many && (last.file != call->loc.file || last.line != call->loc.line))
+			diag_note(call->loc, "in this use of block '%s'", blk->name);
+		e->noted = diag_errors();
 		return none(call->loc);
+	}
 	if (!in.ret) {
+		const char *last = NULL;
+		for (int i = 0; i < blk->nbody; i++)
+			if (blk->body[i]->kind == ST_ASSIGN)
+				last = blk->body[i]->name;
 		diag_error(blk->name_loc, "block '%s' has no 'return'", blk->name);
-		diag_hint("end the block with 'return VALUE'");
+		diag_hint("end the block with 'return %s'", last ? last : "VALUE");
 		return none(call->loc);
 	}
 	Value v = *in.ret;
 	v.loc = call->loc;
 	return v;
 }
+
+static Value unknown_layer(Elab *e, const AstExpr *call);
 
 static Value apply(Elab *e, Scope *s, const AstExpr *call, Value *piped)
 {
@@ -968,6 +1142,12 @@ static Value apply(Elab *e, Scope *s, const AstExpr *call, Value *piped)
 		diag_error(call->loc, "'%s' is %s, not a layer or block", call->str, vkind(&bd->v));
 		return none(call->loc);
 	}
+	return unknown_layer(e, call);
+}
+
+/* apart from apply(), which is on the recursion's path: its frame stays small */
+__attribute__((noinline)) static Value unknown_layer(Elab *e, const AstExpr *call)
+{
 	const char *cands[NBUILTINS + 64];
 	int n = 0;
 	for (int i = 0; i < NBUILTINS; i++)
@@ -998,6 +1178,21 @@ static void declare(Elab *e, Scope *s, const AstStmt *st, Value v)
 	bind(e, s, st->name, v, st->name_loc);
 }
 
+/* `input x` twice, even with `x` rebound in between: said as such, not as a layer name */
+static bool declared_twice(Elab *e, const AstStmt *st)
+{
+	for (int i = 0; i < e->g->nnodes; i++) {
+		const IrNode *n = e->g->nodes[i];
+		if ((n->op == IR_INPUT || n->op == IR_TARGET) && !strcmp(n->name, st->name)) {
+			diag_error(st->name_loc, "'%s' is already declared", st->name);
+			diag_note(n->loc, "'%s' is declared here", st->name);
+			diag_hint("give each input and target its own name");
+			return true;
+		}
+	}
+	return false;
+}
+
 /* `[d1, d2, ...]` as a per-sample shape */
 static bool shape_of(const Value *v, int lo, int hi, const char *what, Shape *out)
 {
@@ -1006,7 +1201,7 @@ static bool shape_of(const Value *v, int lo, int hi, const char *what, Shape *ou
 		return false;
 	}
 	if (v->n < lo || v->n > hi) {
-		if (lo == 1 && hi == 3 && !strcmp(what, "an input"))
+		if (!strcmp(what, "an input"))
 			diag_error(v->loc, "an input has rank 1 (features) or 3 (channels, height, width), but this shape has rank %d",
 				   v->n);
 		else
@@ -1017,7 +1212,7 @@ static bool shape_of(const Value *v, int lo, int hi, const char *what, Shape *ou
 	for (int i = 0; i < v->n; i++) {
 		const Value *d = &v->items[i];
 		if (d->k != V_NUM || !d->is_int || d->num < 1 || d->num > MAX_DIM) {
-			diag_error(d->loc, "a size must be a whole number from 1 to 2147483647");
+			diag_error(d->loc, "a size must be a whole number from 1 to 2147483647, but got %s", got(d));
 			return false;
 		}
 		out->d[i] = (int64_t)d->num;
@@ -1027,13 +1222,24 @@ static bool shape_of(const Value *v, int lo, int hi, const char *what, Shape *ou
 
 static void exec_input(Elab *e, Scope *s, const AstStmt *st)
 {
+	if (declared_twice(e, st))
+		return;
 	Value v = eval(e, s, st->expr);
 	Shape sh;
-	if (v.k == V_NONE || !shape_of(&v, 1, 3, "an input", &sh))
+	/* a broken declaration still declares the name, so its uses stay quiet */
+	if (v.k == V_NONE || !shape_of(&v, 1, 4, "an input", &sh)) {
+		declare(e, s, st, none(st->name_loc));
 		return;
-	if (sh.rank == 2) {
-		diag_error(v.loc, "an input has rank 1 (features) or 3 (channels, height, width), but this shape has rank 2");
-		diag_hint("for a one-channel image write [1, %" PRId64 ", %" PRId64 "]", sh.d[0], sh.d[1]);
+	}
+	if (sh.rank == 2 || sh.rank == 4) {
+		diag_error(v.loc, "an input has rank 1 (features) or 3 (channels, height, width), but this shape has rank %d",
+			   sh.rank);
+		if (sh.rank == 2)
+			diag_hint("for a one-channel image write [1, %" PRId64 ", %" PRId64 "]", sh.d[0], sh.d[1]);
+		else
+			diag_hint("the shape is per sample, the batch is implicit: write [%" PRId64 ", %" PRId64 ", %" PRId64 "]",
+				  sh.d[1], sh.d[2], sh.d[3]);
+		declare(e, s, st, none(st->name_loc));
 		return;
 	}
 	IrNode *n = ir_new_source(e->g, IR_INPUT, st->name, st->name_loc);
@@ -1045,6 +1251,8 @@ static void exec_input(Elab *e, Scope *s, const AstStmt *st)
 
 static void exec_target(Elab *e, Scope *s, const AstStmt *st)
 {
+	if (declared_twice(e, st))
+		return;
 	const AstExpr *x = st->expr;
 	IrNode *n;
 	if (x->kind == AST_CALL && !strcmp(x->str, "class") && !x->piped) {
@@ -1053,11 +1261,20 @@ static void exec_target(Elab *e, Scope *s, const AstStmt *st)
 			k = eval(e, s, x->args[0].val);
 		else {
 			diag_error(x->loc, "class takes one number, the count of classes: class(10)");
+			declare(e, s, st, none(st->name_loc));
 			return;
 		}
 		int classes;
-		if (k.k == V_NONE || !want_int(&k, "the class count", "class", 2, MAX_DIM, &classes))
+		if (k.k == V_NUM && k.is_int && k.num < 2) {
+			diag_error(k.loc, "a class target needs at least 2 classes, but got class(%s)", num_str(k.num));
+			diag_hint("for a yes/no label use class(2), or 'target %s: [1]' with bce", st->name);
+			declare(e, s, st, none(st->name_loc));
 			return;
+		}
+		if (k.k == V_NONE || !want_int(&k, "the class count", "class", 2, MAX_DIM, &classes)) {
+			declare(e, s, st, none(st->name_loc));
+			return;
+		}
 		n = ir_new_source(e->g, IR_TARGET, st->name, st->name_loc);
 		n->dtype = DT_I64;
 		n->shape.rank = 0;
@@ -1065,15 +1282,13 @@ static void exec_target(Elab *e, Scope *s, const AstStmt *st)
 	} else {
 		Value v = eval(e, s, x);
 		Shape sh;
-		if (v.k == V_NONE)
-			return;
-		if (v.k != V_LIST) {
+		if (v.k != V_NONE && v.k != V_LIST)
 			diag_error(v.loc, "a target is class(K) for labels or a shape like [1, 32, 32], but got %s",
 				   vkind(&v));
+		if (v.k != V_LIST || !shape_of(&v, 1, 3, "a target", &sh)) {
+			declare(e, s, st, none(st->name_loc));
 			return;
 		}
-		if (!shape_of(&v, 1, 3, "a target", &sh))
-			return;
 		n = ir_new_source(e->g, IR_TARGET, st->name, st->name_loc);
 		n->shape = sh;
 	}
@@ -1093,11 +1308,18 @@ static void exec_output(Elab *e, Scope *s, const AstStmt *st)
 			const char *near = closest_name(s, name);
 			if (near)
 				diag_hint("did you mean '%s'?", near);
+			else
+				diag_hint("bind it before this line: '%s = ...'", name);
 			continue;
 		}
 		if (b->v.k != V_TENSOR) {
 			if (b->v.k != V_NONE)
 				diag_error(st->name_locs[i], "an output must be a tensor, but '%s' is %s", name, vkind(&b->v));
+			continue;
+		}
+		if (b->v.t->op == IR_TARGET) {
+			diag_error(st->name_locs[i], "the target '%s' cannot be an output", name);
+			diag_hint("outputs are what the model computes from its inputs");
 			continue;
 		}
 		bool dup = false;
@@ -1132,6 +1354,14 @@ static void exec_loss(Elab *e, Scope *s, const AstStmt *st, SrcLoc *seen)
 		diag_error(st->expr->loc, "the loss must be a loss like cross_entropy(logits, y), but got %s", vkind(&v));
 		return;
 	}
+	IrOp op = v.t->op;
+	if (ir_op_family(op) != FAM_LOSS && op != IR_ADD && op != IR_MUL && op != IR_SCALE) {
+		/* a layer's output: say so here, where the statement is, not at the layer */
+		diag_error(st->expr->loc, "the loss must come from a loss function, but this is the output of %s",
+			   ir_op_name(op));
+		diag_hint("compute it with a loss such as cross_entropy(logits, y) or mse(p, t)");
+		return;
+	}
 	e->g->loss = v.t;
 }
 
@@ -1143,6 +1373,8 @@ static void exec_repeat(Elab *e, Scope *s, const AstStmt *st)
 		return;
 	for (int i = 0; i < n; i++) {
 		int before = diag_errors();
+		if (!step_budget(e, st->loc))	/* an iteration is a step, even of an empty body */
+			return;
 		exec_body(e, s, st->body, st->nbody);
 		if (diag_errors() > before)
 			return;	/* the same mistake would repeat n times */
@@ -1154,9 +1386,12 @@ static void exec_body(Elab *e, Scope *s, AstStmt **body, int n)
 	SrcLoc loss = { 0 };
 	for (int i = 0; i < n; i++) {
 		const AstStmt *st = body[i];
+		if (!step_budget(e, st->loc))
+			return;
 		if (s->ret) {
 			diag_error(st->loc, "this statement comes after 'return' and would never run");
 			diag_note(s->ret_loc, "the block returns here");
+			e->noted = diag_errors();	/* a mistake in the block itself, whatever the call */
 			return;
 		}
 		const char *where = NULL;
@@ -1180,6 +1415,7 @@ static void exec_body(Elab *e, Scope *s, AstStmt **body, int n)
 			diag_error(st->loc, "'%s' is not allowed in a %s", where, s->in_block ? "block" : "model");
 			diag_hint(s->in_block ? "a block gets its inputs as parameters and gives back one value with 'return'"
 					      : "'return' ends a block; a model names its results with 'output'");
+			e->noted = diag_errors();
 			continue;
 		}
 		switch (st->kind) {
@@ -1399,6 +1635,27 @@ static void train_setting(Elab *e, TrainConfig *t, const AstStmt *st)
 		train_schedule(e, t, x);
 		return;
 	}
+	int known = 0;
+	for (int k = 0; k < NTRAIN_KEYS; k++)
+		known |= !strcmp(train_keys[k], key);
+	if (!known) {
+		/* before evaluating: `optimiser = sgd(...)` is a misspelled key, not a layer call */
+		diag_error(st->name_loc, "unknown train setting '%s'", key);
+		const char *near = diag_closest(key, train_keys, NTRAIN_KEYS);
+		static const int order[NOPTS] = { OPT_ADAM, OPT_SGD, OPT_RMSPROP, OPT_ADAGRAD, OPT_ADAMW };
+		const char *opt = NULL;	/* `lr = 0.1`: an optimizer's argument, adam's if it has it */
+		for (int i = 0; i < NOPTS && !opt; i++)
+			for (int j = 0; j < 6 && optspecs[order[i]].args[j].name; j++)
+				if (!strcmp(optspecs[order[i]].args[j].name, key))
+					opt = optspecs[order[i]].name;
+		if (opt)
+			diag_hint("'%s' is an argument of the optimizer: 'optimizer = %s(%s=...)'", key, opt, key);
+		else if (near)
+			diag_hint("did you mean '%s'?", near);
+		else
+			diag_hint("the settings are optimizer, l1, l2, batch, epochs, seed, data, test and schedule");
+		return;
+	}
 	Scope none_scope = { .prefix = "" };
 	Value v = eval(e, &none_scope, x);
 	if (v.k == V_NONE)
@@ -1425,13 +1682,6 @@ static void train_setting(Elab *e, TrainConfig *t, const AstStmt *st)
 			else
 				t->test = resolve_path(e->arena, e->file->src, p);
 		}
-	} else {
-		diag_error(st->name_loc, "unknown train setting '%s'", key);
-		const char *near = diag_closest(key, train_keys, NTRAIN_KEYS);
-		if (near)
-			diag_hint("did you mean '%s'?", near);
-		else
-			diag_hint("the settings are optimizer, l1, l2, batch, epochs, seed, data, test and schedule");
 	}
 }
 

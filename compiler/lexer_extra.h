@@ -13,6 +13,7 @@ typedef struct LexExtra {
 	Arena *arena;
 	const SrcFile *src;
 	int line, col;
+	int bad_line;		/* the last line with a lexical error: the parser keeps quiet about it */
 } LexExtra;
 
 #endif

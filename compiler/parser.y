@@ -2,7 +2,8 @@
  * parser.y: the grammar of the nn language, as a pure bison parser with
  * locations. Actions only build AST nodes (ast.h). Newlines end statements;
  * the token filter at the end of this file drops the ones that cannot end
- * one (inside brackets, after '->', before a line that starts with '->'),
+ * one (inside brackets, after '->', before a line that starts with '->' or
+ * '{'),
  * and adds one before '}' and at the end of the file, so `{ a = b }` on one
  * line parses. A syntax error skips to the end of its line, so one run
  * reports every broken line.
@@ -21,7 +22,7 @@ int lex_raw(YYSTYPE *lval, YYLTYPE *lloc, void *scanner);
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_DEPTH = 200, MAX_OPEN = 64 };
+enum { MAX_DEPTH = 200, MAX_OPEN = 64, MAX_EXPECTED = 32 };
 
 typedef struct TokInfo {
 	int tok;
@@ -42,10 +43,15 @@ struct Parser {
 	YYLTYPE held_loc;
 	int depth;		/* open '(' and '[' */
 	YYLTYPE open[MAX_OPEN];
+	char open_ch[MAX_OPEN];
 	int braces;		/* open '{' */
 	YYLTYPE brace[MAX_OPEN];
 	int too_deep;		/* reported once */
 	int recovering;		/* after a syntax error, until the next end of line */
+	int skip_item;		/* 1 or 2 (its '{' already read): skip a broken section or body to its '}' */
+	int stmt_line;		/* the line where the current statement starts */
+	int stmt_tok;		/* and its first token */
+	int stray_close;	/* the last token was a ')' or ']' with no bracket open */
 };
 
 static int yylex(YYSTYPE *lval, YYLTYPE *lloc, Parser *p);
@@ -105,6 +111,7 @@ static AstStmt **stmts(Parser *p, AstVec *v, int *n)
 
 %define api.pure full
 %define parse.error custom
+%define parse.lac full
 %locations
 %param { Parser *p }
 
@@ -352,6 +359,10 @@ static int give(Parser *p, int tok, YYSTYPE *lval, YYLTYPE *lloc)
 	p->last.loc = *lloc;
 	p->last.str = tok == IDENT ? lval->str : NULL;
 	p->last.stmt_start = p->prev.tok == 0 || p->prev.tok == NL || p->prev.tok == '{';
+	if (p->last.stmt_start) {
+		p->stmt_line = lloc->first_line;
+		p->stmt_tok = tok;
+	}
 	if (tok == NL)
 		p->recovering = 0;
 	switch (tok) {
@@ -359,12 +370,15 @@ static int give(Parser *p, int tok, YYSTYPE *lval, YYLTYPE *lloc)
 	case '[':
 		if (p->recovering)
 			break;	/* the broken line's brackets must not swallow the next lines */
-		if (p->depth < MAX_OPEN)
+		if (p->depth < MAX_OPEN) {
 			p->open[p->depth] = *lloc;
+			p->open_ch[p->depth] = (char)tok;
+		}
 		p->depth++;
 		break;
 	case ')':
 	case ']':
+		p->stray_close = p->depth == 0;
 		if (p->depth > 0)
 			p->depth--;
 		break;
@@ -381,11 +395,41 @@ static int give(Parser *p, int tok, YYSTYPE *lval, YYLTYPE *lloc)
 	return tok;
 }
 
+/*
+ * After a misspelled item keyword (`modle m {`) or a broken line that opens a
+ * body, the body would only give more errors: drop its tokens up to the '}'
+ * that closes it (the section's '}' when its '{' is missing), or up to the
+ * next model, block or train. Returns the token to go on with.
+ */
+static int skip_item(Parser *p, YYSTYPE *lval, YYLTYPE *lloc)
+{
+	int open = p->skip_item - 1;	/* 2: the item's '{' was already read */
+	p->skip_item = 0;
+	for (int prev = 0;; ) {
+		int tok = next_raw(p, lval, lloc);
+		if (tok == 0)
+			return tok;
+		if (open == 0 && prev == NL && (tok == MODEL || tok == BLOCK || tok == TRAIN)) {
+			hold(p, tok, lval, lloc);	/* the next item: its '{' was missing here */
+			return NL;
+		}
+		if (tok == '{')
+			open++;
+		else if (tok == '}' && --open <= 0)
+			return NL;	/* its '}', even when its '{' was missing */
+		prev = tok;
+	}
+}
+
 /* newline handling: see the comment at the top of this file */
 static int yylex(YYSTYPE *lval, YYLTYPE *lloc, Parser *p)
 {
 	for (;;) {
-		int tok = next_raw(p, lval, lloc);
+		int tok = p->skip_item ? skip_item(p, lval, lloc) : next_raw(p, lval, lloc);
+		if (tok == '{' && p->recovering) {
+			p->skip_item = 2;	/* a body opened on a broken line: skip it whole */
+			tok = skip_item(p, lval, lloc);
+		}
 		if (tok == 0) {
 			/* the end of the file is where the scanner stopped */
 			lloc->first_line = lloc->last_line = p->extra.line;
@@ -402,8 +446,8 @@ static int yylex(YYSTYPE *lval, YYLTYPE *lloc, Parser *p)
 				t = next_raw(p, &v, &l);
 			while (t == NL);
 			hold(p, t, &v, &l);
-			if (t == ARROW || t == '+' || t == '*')
-				continue;
+			if (t == ARROW || t == '+' || t == '*' || t == '{')
+				continue;	/* the statement goes on; '{' on its own line opens the body */
 			return give(p, NL, lval, lloc);
 		}
 		if ((tok == '}' || tok == 0) && p->last.tok != NL && p->last.tok != '{' &&
@@ -448,61 +492,268 @@ static int report_bad_statement(Parser *p, int expects_assign)
 	return 1;
 }
 
-static int report_bad_item(Parser *p, int expects_item)
+static int is_stmt_keyword(int tok)
 {
-	if (!expects_item || p->last.tok != IDENT)
+	return tok == INPUT || tok == TARGET || tok == OUTPUT || tok == LOSS || tok == RETURN || tok == REPEAT;
+}
+
+/* `h = x ->` at the end of a line: the operator waits for something that never comes */
+static int report_dangling(Parser *p)
+{
+	int t = p->prev.tok;
+	if (p->last.loc.first_line <= p->prev.loc.last_line)
 		return 0;
-	static const char *const items[] = { "model", "block", "train" };
-	const char *kw = diag_closest(p->last.str, items, 3);
-	diag_error(L(p, p->last.loc), "expected 'model', 'block' or 'train' but got '%.60s'", p->last.str);
-	if (kw)
-		diag_hint("did you mean '%s'?", kw);
-	else
-		diag_hint("a file holds models, blocks and train sections; statements go inside 'model NAME { ... }'");
+	SrcLoc at = L(p, p->prev.loc);
+	if (t == ARROW) {
+		diag_error(at, "'->' at the end of the line needs a layer after it");
+		diag_hint("add the layer, like '-> relu', or remove the '->'");
+	} else if (t == '+' || t == '-' || t == '*' || t == '/' || t == '=') {
+		diag_error(at, "'%c' at the end of the line needs a value after it", t);
+	} else if (t == ':') {
+		diag_error(at, "':' at the end of the line needs a shape or class(K) after it");
+	} else if (t == ',') {
+		diag_error(at, "',' at the end of the line needs another item after it");
+		diag_hint("remove the ','");
+	} else {
+		return 0;
+	}
 	return 1;
 }
 
-static void note_unclosed(Parser *p, SrcLoc at)
+/* `loss = ...`, `input = 3`: a keyword where a name should be */
+static int report_keyword_as_name(Parser *p)
 {
-	if (p->depth > 0 && p->depth <= MAX_OPEN && p->open[p->depth - 1].first_line < at.line) {
-		YYLTYPE o = p->open[p->depth - 1];
-		diag_note(L(p, o), "this bracket is not closed");
-	} else if (at.line > 0 && p->last.tok == 0 && p->braces > 0 && p->braces <= MAX_OPEN) {
-		diag_note(L(p, p->brace[p->braces - 1]), "this '{' is not closed");
+	int t = p->prev.tok;
+	if (p->last.tok != '=' || !(is_stmt_keyword(t) || t == MODEL || t == BLOCK || t == TRAIN))
+		return 0;
+	char kw[128];
+	describe(p, kw, sizeof kw, t);
+	diag_error(L(p, p->prev.loc), "%s is a keyword, so it cannot be a name", kw);
+	if (t == LOSS)
+		diag_hint("to give the model's loss, drop the '=': 'loss cross_entropy(logits, y)'");
+	else
+		diag_hint("choose another name");
+	return 1;
+}
+
+/* `x -> (f)`, `x -> 3`: what follows '->' must name a layer or a block */
+static int report_after_arrow(Parser *p)
+{
+	if (p->prev.tok != ARROW)
+		return 0;
+	char got[128];
+	describe(p, got, sizeof got, p->last.tok);
+	diag_error(L(p, p->last.loc), "'->' must be followed by the name of a layer or block, not %s", got);
+	diag_hint("for example 'x -> dense(10)' or 'x -> relu'");
+	return 1;
+}
+
+/* `model m { ... train { } }`: sections do not nest */
+static int report_nested_item(Parser *p)
+{
+	int t = p->last.tok;
+	if (p->braces < 1 || !(t == MODEL || t == BLOCK || t == TRAIN))
+		return 0;
+	char kw[128];
+	describe(p, kw, sizeof kw, t);
+	diag_error(L(p, p->last.loc), "%s cannot be inside another model, block or train section", kw);
+	diag_hint("put it at the top level, after the '}' that closes the section above; or is a '}' missing?");
+	return 1;
+}
+
+/* `output` alone on its line */
+static int report_empty_statement(Parser *p)
+{
+	if (!is_stmt_keyword(p->prev.tok) || p->last.tok != NL)
+		return 0;
+	static const char *const what[][2] = {
+		{ "input", "a name and a shape: 'input x: [784]'" },
+		{ "target", "a name and a type: 'target y: class(10)'" },
+		{ "output", "the names of the results: 'output logits'" },
+		{ "loss", "what to minimise: 'loss cross_entropy(logits, y)'" },
+		{ "return", "the value the block gives back: 'return h'" },
+		{ "repeat", "a count and statements: 'repeat 3 { h = h -> relu }'" },
+	};
+	int k = p->prev.tok == INPUT ? 0 : p->prev.tok == TARGET ? 1 : p->prev.tok == OUTPUT ? 2 :
+		p->prev.tok == LOSS ? 3 : p->prev.tok == RETURN ? 4 : 5;
+	diag_error(L(p, p->prev.loc), "'%s' needs %s", what[k][0], what[k][1]);
+	return 1;
+}
+
+/* where a model, block or train section should start */
+static int report_bad_item(Parser *p, int expects_item)
+{
+	if (!expects_item || p->prev.tok == IDENT || p->prev.tok == '}' || p->prev.tok == ')')
+		return 0;	/* an item ended, then something more on its line: not this case */
+	SrcLoc at = L(p, p->last.loc);
+	static const char *const items[] = { "model", "block", "train" };
+	if (p->last.tok == IDENT) {
+		const char *kw = diag_closest(p->last.str, items, 3);
+		diag_error(at, "expected 'model', 'block' or 'train' but got '%.60s'", p->last.str);
+		if (kw) {
+			diag_hint("did you mean '%s'?", kw);
+			p->skip_item = 1;
+		} else {
+			diag_hint("a file holds models, blocks and train sections; statements go inside 'model NAME { ... }'");
+		}
+	} else if (is_stmt_keyword(p->last.tok)) {
+		char got[128];
+		describe(p, got, sizeof got, p->last.tok);
+		diag_error(at, "%s is a statement, but it is outside any model or block", got);
+		diag_hint("statements go inside 'model NAME { ... }' or 'block NAME(x) { ... }'; is a '}' too early?");
+	} else if (p->last.tok == '}') {
+		diag_error(at, "this '}' closes nothing");
+		diag_hint("remove it, or look for an extra '}' above");
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * A token on a line after an open '(' or '[': most likely the bracket was
+ * never closed, and newlines inside brackets do not end the statement.
+ */
+static int report_unclosed(Parser *p, SrcLoc at)
+{
+	if (p->depth < 1 || p->depth > MAX_OPEN)
+		return 0;
+	YYLTYPE o = p->open[p->depth - 1];
+	char ch = p->open_ch[p->depth - 1];
+	if (p->last.tok == NL) {
+		/* inside brackets only the end added before a '}' or the end of the file */
+		diag_error(L(p, o), "this '%c' is not closed", ch);
+	} else if (o.first_line < at.line) {
+		char got[128];
+		describe(p, got, sizeof got, p->last.tok);
+		diag_error(at, "unexpected %s: the '%c' on line %d is not closed", got, ch, o.first_line);
+		diag_note(L(p, o), "this '%c' is not closed", ch);
+	} else {
+		return 0;
+	}
+	diag_hint("add the missing '%c'", ch == '(' ? ')' : ']');
+	return 1;
+}
+
+/* the tokens that may start an expression, which messages call "an expression" */
+static int starts_expr(yysymbol_kind_t k)
+{
+	return k == YYSYMBOL_NUMBER || k == YYSYMBOL_STRING || k == YYSYMBOL_BOOL || k == YYSYMBOL_IDENT ||
+	       k == YYTRANSLATE('-') || k == YYTRANSLATE('[') || k == YYTRANSLATE('(');
+}
+
+static const char *sym_desc(yysymbol_kind_t k)
+{
+	switch (k) {
+	case YYSYMBOL_IDENT: return "a name";
+	case YYSYMBOL_NUMBER: return "a number";
+	case YYSYMBOL_STRING: return "a string";
+	case YYSYMBOL_NL: return "the end of the line";
+	case YYSYMBOL_YYEOF: return "the end of the file";
+	default: return yysymbol_name(k);
+	}
+}
+
+/* "a name or '('": what the parser could have taken; 0 when the list is too long to help */
+static int expected(const yysymbol_kind_t *exp, int n, char *buf, size_t size)
+{
+	const char *w[MAX_EXPECTED + 1];
+	int m = 0, nexpr = 0, end = 0, item = 0;
+	for (int i = 0; i < n; i++) {
+		nexpr += starts_expr(exp[i]);
+		end |= exp[i] == YYSYMBOL_NL;
+		item |= exp[i] == YYSYMBOL_MODEL;
+	}
+	int as_expr = nexpr >= 5;	/* every way to start one: say "an expression" */
+	if (as_expr)
+		w[m++] = "an expression";
+	for (int i = 0; i < n; i++) {
+		yysymbol_kind_t k = exp[i];
+		int op = k == YYSYMBOL_ARROW || k == YYTRANSLATE('+') || k == YYTRANSLATE('-') ||
+			 k == YYTRANSLATE('*') || k == YYTRANSLATE('/');
+		if (item && (k == YYSYMBOL_NL || k == YYSYMBOL_YYEOF))
+			continue;	/* between sections, blank lines and the end go without saying */
+		if (!(as_expr && starts_expr(k)) && !(end && op))	/* "the end of the line" says enough */
+			w[m++] = sym_desc(k);
+	}
+	if (n == 0 || m > 5)
+		return 0;
+	size_t k = 0;
+	buf[0] = 0;
+	for (int i = 0; i < m && k < size; i++)
+		k += (size_t)snprintf(buf + k, size - k, "%s%s", i == 0 ? "" : i == m - 1 ? " or " : ", ", w[i]);
+	return 1;
+}
+
+/* hints for a syntax error in the line that opens a model or block */
+static void header_hint(Parser *p)
+{
+	int item = p->stmt_tok == MODEL || p->stmt_tok == BLOCK || p->stmt_tok == TRAIN;
+	if (!item || p->braces != (p->last.tok == '{'))
+		return;
+	if (p->prev.tok == MODEL)
+		diag_hint("a model needs a name: 'model NAME { ... }'");
+	else if (p->prev.tok == BLOCK)
+		diag_hint("a block needs a name and parameters: 'block NAME(x, ...) { ... }'");
+	else if (p->last.tok == NL)
+		diag_hint("open its body with '{' at the end of this line");
+}
+
+/*
+ * What to skip after a syntax error. A broken line that opens a body (`model
+ * {`, `block f(x y) {`, `repeat {`) takes the body with it: its statements
+ * would only be reported again as out of place, and its '}' would close the
+ * wrong thing. A broken model or block header without its '{' skips to the
+ * section's '}'. Anything else skips to the end of the line.
+ */
+static void skip_after_error(Parser *p)
+{
+	int item = p->stmt_tok == MODEL || p->stmt_tok == BLOCK || p->stmt_tok == TRAIN;
+	if (p->skip_item)
+		return;	/* decided already */
+	if (p->last.tok == '{') {
+		p->braces--;	/* given, but the parser will not see its '}' */
+		p->skip_item = 2;
+	} else if (item && p->braces == 0) {
+		p->skip_item = 1;
 	}
 }
 
 static int yyreport_syntax_error(const yypcontext_t *ctx, Parser *p)
 {
-	yysymbol_kind_t exp[12];
-	int n = yypcontext_expected_tokens(ctx, exp, 12);
-	int expects_assign = 0, expects_item = 0;
+	yysymbol_kind_t exp[MAX_EXPECTED];
+	int n = yypcontext_expected_tokens(ctx, exp, MAX_EXPECTED);	/* 0 when there are more */
+	int expects_assign = 0, expects_item = 0, expects_brace = 0;
 	for (int i = 0; i < n; i++) {
 		expects_assign |= exp[i] == YYTRANSLATE('=');
 		expects_item |= exp[i] == YYSYMBOL_MODEL;
+		expects_brace |= exp[i] == YYTRANSLATE('{');
 	}
 	SrcLoc at = L(p, *yypcontext_location(ctx));
 	p->recovering = 1;
-	if (p->last.tok == 0 && p->braces > 0 && p->braces <= MAX_OPEN) {
+	if (p->extra.bad_line > 0 && p->extra.bad_line >= p->stmt_line && p->extra.bad_line <= at.line) {
+		/* the lexical error reported on this statement explains this one */
+	} else if (p->last.tok == 0 && p->braces > 0 && p->braces <= MAX_OPEN) {
 		diag_error(at, "the file ends before a '{' is closed");
 		diag_note(L(p, p->brace[p->braces - 1]), "this '{' is not closed");
 		diag_hint("add the missing '}'");
-	} else if (!report_bad_statement(p, expects_assign) && !report_bad_item(p, expects_item)) {
-		char got[128], want[512] = "";
+	} else if ((p->last.tok == ')' || p->last.tok == ']') && p->stray_close) {
+		diag_error(at, "this '%c' closes nothing", p->last.tok);
+		diag_hint("remove it, or look for a missing '%c' before it", p->last.tok == ')' ? '(' : '[');
+	} else if (!report_bad_statement(p, expects_assign) && !report_bad_item(p, expects_item) &&
+		   !report_keyword_as_name(p) && !report_nested_item(p) && !report_empty_statement(p) &&
+		   !report_dangling(p) && !report_after_arrow(p) && !report_unclosed(p, at)) {
+		char got[128], want[512];
 		describe(p, got, sizeof got, p->last.tok);
-		if (n > 0 && n <= 6) {
-			size_t k = 0;
-			for (int i = 0; i < n; i++)
-				k += (size_t)snprintf(want + k, sizeof want - k, "%s%s",
-						      i == 0 ? "" : i == n - 1 ? " or " : ", ",
-						      yysymbol_name(exp[i]));
-		}
-		if (want[0])
+		if (p->stmt_tok == REPEAT && expects_brace && p->last.tok != NL)
+			diag_error(at, "unexpected %s; the statements to repeat go in braces: 'repeat 3 { h = h -> relu }'", got);
+		else if (expected(exp, n, want, sizeof want))
 			diag_error(at, "unexpected %s; expected %s", got, want);
 		else
 			diag_error(at, "unexpected %s", got);
-		note_unclosed(p, at);
+		header_hint(p);
 	}
+	skip_after_error(p);
 	p->depth = 0;	/* let newlines end lines again, so recovery finds the next one */
 	return 0;
 }
@@ -546,9 +797,11 @@ AstFile *ast_parse(Arena *a, const SrcFile *src)
 	SrcLoc bad;
 	int c = valid_text(src, &bad);
 	if (c >= 0) {
-		diag_error(bad, "%s is not a text file: byte 0x%02x at line %d, column %d is not UTF-8 text",
-			   src->name, c, bad.line, bad.col);
-		diag_hint("nnc reads models written in the nn language, as UTF-8 text");
+		if (c == 0)
+			diag_error(bad, "%s is not a text file: it holds a NUL byte here", src->name);
+		else
+			diag_error(bad, "%s is not UTF-8 text: the byte 0x%02x here is not valid", src->name, c);
+		diag_hint("nnc reads models written in the nn language, as UTF-8 text; is this the right file?");
 		return file;
 	}
 	Parser p = { .arena = a, .src = src, .held = -1 };

@@ -1,8 +1,11 @@
 #!/bin/sh
 # Golden tests: every tests/golden/NAME.nn with
 #   NAME.err  - `nnc check NAME.nn` must exit 1 and print exactly this on stderr
-#   NAME.ir   - `nnc NAME.nn --emit=ir` must exit 0 and print exactly this
+#   NAME.ir   - `nnc NAME.nn --emit=ir --inference` must exit 0 and print exactly this
 #   NAME.out  - `nnc check NAME.nn` must exit 0 and print exactly this
+#   NAME.gen  - a shell script that prints a NAME.nn too big to commit (a 1 MB
+#               line, 100,000 brackets); it is written to a temporary folder and
+#               checked there against NAME.err or NAME.out, as above
 # Run from the folder itself, so messages name the file as NAME.nn.
 # UPDATE=1 rewrites the expected files from what nnc prints (review the diff!).
 set -u
@@ -12,10 +15,10 @@ pass=0 fail=0
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
-check() { # name kind expected-rc args...
+check() { # name kind expected-rc args...   (run in $rundir, default here)
 	name=$1 kind=$2 want=$3
 	shift 3
-	timeout 10 "$nnc" "$@" >"$tmp/out" 2>"$tmp/err"
+	(cd "${rundir:-.}" && exec timeout 10 "$nnc" "$@") >"$tmp/out" 2>"$tmp/err"
 	rc=$?
 	if [ "$kind" = err ]; then got=$tmp/err; else got=$tmp/out; fi
 	if [ "${UPDATE:-0}" = 1 ]; then cp "$got" "$name.$kind"; fi
@@ -35,8 +38,24 @@ check() { # name kind expected-rc args...
 for f in *.nn; do
 	name=${f%.nn}
 	[ -f "$name.err" ] && check "$name" err 1 check "$f"
-	[ -f "$name.ir" ] && check "$name" ir 0 "$f" --emit=ir
+	[ -f "$name.ir" ] && check "$name" ir 0 "$f" --emit=ir --inference
 	[ -f "$name.out" ] && check "$name" out 0 check "$f"
+done
+
+mkdir "$tmp/gen" || exit 1
+for g in *.gen; do
+	[ -f "$g" ] || continue
+	name=${g%.gen}
+	if ! sh "$g" >"$tmp/gen/$name.nn"; then
+		echo "FAIL $g: the generator failed"
+		fail=$((fail + 1))
+		continue
+	fi
+	rundir=$tmp/gen
+	[ -f "$name.err" ] && check "$name" err 1 check "$name.nn"
+	[ -f "$name.out" ] && check "$name" out 0 check "$name.nn"
+	rundir=
+	rm -f "$tmp/gen/$name.nn"
 done
 echo "golden: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
