@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lower.h"
+#include "modes.h"
 #include "shape.h"
 
 static Compile *compile_new(const CompileOpts *o)
@@ -53,6 +55,38 @@ static Model *select_model(Compile *c, const char *want)
 	return NULL;
 }
 
+static void verify(const IrGraph *g, const char *which)
+{
+	char buf[256];
+	const char *bad = ir_verify(g, buf, sizeof buf);
+	if (bad)
+		NNC_BUG("%s graph of '%s' fails verification: %s", which, g->name, bad);
+}
+
+/* the graphs of training and inference, then their loops */
+static bool back_end(Compile *c, const CompileOpts *o)
+{
+	const Model *m = c->model;
+	c->infer = mode_inference(m->graph);
+	verify(c->infer, "inference");
+	if (!o->inference && m->graph->loss) {
+		c->train = mode_training(m->graph, &m->train);
+		if (c->diag.nerrors) {
+			c->failed_stage = "autodiff";
+			return false;
+		}
+		verify(c->train, "training");
+	}
+	if (o->upto < UPTO_LOOPS)
+		return true;
+	c->loops = lower_model(c->arena, m, c->infer, c->train, c->src.name);
+	if (!c->loops) {
+		c->failed_stage = "lower";
+		return false;
+	}
+	return true;
+}
+
 static void run(Compile *c, const CompileOpts *o)
 {
 	Diag *old = diag_use(&c->diag);
@@ -77,12 +111,10 @@ static void run(Compile *c, const CompileOpts *o)
 		c->failed_stage = "select";
 		goto out;
 	}
-	for (int i = 0; i < c->prog->nmodels; i++) {
-		char buf[256];
-		const char *bad = ir_verify(c->prog->models[i]->graph, buf, sizeof buf);
-		if (bad)
-			NNC_BUG("IR of model '%s' fails verification: %s", c->prog->models[i]->name, bad);
-	}
+	for (int i = 0; i < c->prog->nmodels; i++)
+		verify(c->prog->models[i]->graph, "model");
+	if (o && o->upto >= UPTO_GRAPHS && !back_end(c, o))
+		goto out;
 out:
 	c->nerrors = c->diag.nerrors;
 	c->first_error = c->diag.first_error;

@@ -10,9 +10,17 @@
 #include "elab.h"
 #include "ir.h"
 
+typedef enum {
+	UPTO_CHECK,		/* the front end: parse, elaborate, shapes */
+	UPTO_GRAPHS,		/* also the training and inference graphs */
+	UPTO_LOOPS,		/* also the loop IR of forward, eval and train_step */
+} CompileUpto;
+
 typedef struct CompileOpts {
 	const char *model;	/* --model NAME, or NULL for the first */
 	FILE *diag_out;		/* where diagnostics go; NULL captures them only */
+	CompileUpto upto;
+	bool inference;		/* forward only: no training graph, no train_step */
 } CompileOpts;
 
 typedef struct Compile {
@@ -22,6 +30,9 @@ typedef struct Compile {
 	AstFile *ast;
 	Program *prog;
 	Model *model;		/* the selected model, when everything went well */
+	IrGraph *infer;		/* UPTO_GRAPHS: the model for inference (dropout off) */
+	IrGraph *train;		/* UPTO_GRAPHS: forward, backward and updates; NULL without a loss */
+	struct LoopModule *loops;	/* UPTO_LOOPS */
 	int nerrors;
 	const char *first_error;	/* message of the first error, no location */
 	const char *failed_stage;	/* "read", "parse", "elaborate", "shape" or NULL */

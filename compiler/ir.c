@@ -6,6 +6,7 @@
 #include "ir.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const struct {
@@ -115,7 +116,7 @@ static void print_type(FILE *f, const IrNode *n)
 {
 	fprintf(f, "%s[", n->dtype == DT_F32 ? "f32" : "i64");
 	if (n->batched)
-		fprintf(f, "N%s", n->shape.rank > 0 ? "," : "");
+		fprintf(f, "N%s", n->shape.rank != 0 ? "," : "");	/* unshaped: [N,?] */
 	for (int i = 0; i < n->shape.rank; i++)
 		fprintf(f, "%s%" PRId64, i ? "," : "", n->shape.d[i]);
 	if (n->shape.rank < 0)
@@ -265,6 +266,43 @@ static const char *verify_node(const IrGraph *g, const IrNode *n, char *buf, siz
 	return NULL;
 }
 
+static uint64_t name_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603u;
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211u;
+	return h;
+}
+
+/* parameter and buffer names are unique: a hash set, so a model with a
+ * million layers verifies in linear time (call after verify_node: names set) */
+static const char *verify_unique_state(const IrGraph *g, char *buf, size_t sz)
+{
+	size_t cap = 16;
+	while (cap < 2 * (size_t)g->nnodes)
+		cap *= 2;
+	const IrNode **set = calloc(cap, sizeof *set);
+	if (!set) {
+		fprintf(stderr, "nnc: out of memory\n");
+		exit(1);
+	}
+	const char *bad = NULL;
+	for (int i = 0; i < g->nnodes && !bad; i++) {
+		const IrNode *n = g->nodes[i];
+		if (!ir_is_state(n))
+			continue;
+		size_t k = (size_t)name_hash(n->name) & (cap - 1);
+		while (set[k] && strcmp(set[k]->name, n->name))
+			k = (k + 1) & (cap - 1);
+		if (set[k])
+			bad = fail(buf, sz, "%%%d: parameter name %s is not unique", n->id, n->name);
+		else
+			set[k] = n;
+	}
+	free(set);
+	return bad;
+}
+
 const char *ir_verify(const IrGraph *g, char *buf, size_t sz)
 {
 	for (int i = 0; i < g->nnodes; i++) {
@@ -274,10 +312,10 @@ const char *ir_verify(const IrGraph *g, char *buf, size_t sz)
 		const char *e = verify_node(g, n, buf, sz);
 		if (e)
 			return e;
-		for (int j = 0; j < i && ir_is_state(n); j++)
-			if (ir_is_state(g->nodes[j]) && !strcmp(g->nodes[j]->name, n->name))
-				return fail(buf, sz, "%%%d: parameter name %s is not unique", n->id, n->name);
 	}
+	const char *dup = verify_unique_state(g, buf, sz);
+	if (dup)
+		return dup;
 	for (int i = 0; i < g->noutputs; i++)
 		if (!in_graph(g, g->outputs[i]) || !g->output_names[i])
 			return fail(buf, sz, "output %d: %s not a node of the graph", i, "is");

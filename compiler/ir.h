@@ -26,7 +26,13 @@ typedef enum {
 	IR_NOPS
 } IrOp;
 
-typedef enum { FAM_SOURCE, FAM_CONTRACT, FAM_POOL, FAM_NORM, FAM_SHAPE, FAM_ELEMWISE, FAM_AXIS, FAM_LOSS } IrFamily;
+typedef enum {
+	FAM_SOURCE, FAM_CONTRACT, FAM_POOL, FAM_NORM, FAM_SHAPE, FAM_ELEMWISE, FAM_AXIS, FAM_LOSS,
+	FAM_RANDOM,	/* draws from the context's generator: training only */
+	FAM_REDUCE,	/* sums to a smaller shape */
+	FAM_GRAD,	/* a backward rule's kernel */
+	FAM_UPDATE,	/* writes its parameter and state in place; its value is not used */
+} IrFamily;
 
 typedef enum { DT_F32, DT_I64 } IrDType;
 
@@ -54,8 +60,10 @@ typedef struct IrAttrs {
 	double alpha;		/* leaky_relu slope, elu alpha */
 	double p;		/* dropout probability */
 	double momentum, eps;	/* batchnorm */
-	double scale;		/* scale */
+	double scale;		/* scale, scale_by, const */
 	int64_t classes;	/* target class(K) */
+	double beta1, beta2, wd;	/* optimizers; alpha, eps and momentum above serve too */
+	int nesterov;
 } IrAttrs;
 
 typedef struct IrNode IrNode;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "compile.h"
+#include "emit_c.h"
 #include "summary.h"
 
 #ifndef NNC_VERSION
@@ -20,7 +21,8 @@
 
 static const char usage[] =
 	"usage: nnc check FILE.nn [--model NAME] [--params] [--list]\n"
-	"       nnc FILE.nn --emit=ir|dot [-o OUT] [--model NAME]\n"
+	"       nnc FILE.nn -o MODEL.c [--main] [--prefix NAME] [--inference] [--model NAME]\n"
+	"       nnc FILE.nn --emit=ir|dot|loops [-o OUT] [--inference] [--model NAME]\n"
 	"       nnc --help | --version\n"
 	"\n"
 	"Compiles neural networks written in the nn language (docs/language.md).\n"
@@ -34,9 +36,16 @@ static const char usage[] =
 	"  --params            (check) list every parameter and buffer with its shape, as a\n"
 	"                      PyTorch state_dict names them\n"
 	"  --list              (check) list the models in the file\n"
-	"  --emit=ir           print the graph IR (SSA ops with per-sample shapes)\n"
-	"  --emit=dot          print the graph as Graphviz (render with: dot -Tsvg)\n"
-	"  -o OUT              write the output to OUT instead of standard output\n"
+	"  -o MODEL.c          write C99 that trains and runs the model: MODEL.c and MODEL.h\n"
+	"                      (compile with: cc MODEL.c -Iruntime runtime/libnnrt.a -lz -lm)\n"
+	"  --main              (with -o) add main(): a program with the training command line\n"
+	"  --prefix NAME       (with -o) start every generated symbol with NAME (default: the model's name)\n"
+	"  --inference         forward only: no training step, no backward graph\n"
+	"  --emit=ir           print the graph IR: the training step (forward, backward, updates),\n"
+	"                      or the inference graph with --inference or for a model without a loss\n"
+	"  --emit=dot          the same graph as Graphviz (render with: dot -Tsvg)\n"
+	"  --emit=loops        print the loop IR the backends translate\n"
+	"  -o OUT              (with --emit) write the output to OUT instead of standard output\n"
 	"  -h, --help          show this help\n"
 	"  --version           show the version\n"
 	"\n"
@@ -48,10 +57,12 @@ typedef struct Flags {
 	const char *model;
 	const char *emit;
 	const char *out;
-	bool params, list;
+	const char *prefix;
+	bool params, list, main, inference;
 } Flags;
 
-static const char *const known[] = { "--model", "--params", "--list", "--emit", "-o", "--help", "--version", "-h" };
+static const char *const known[] = { "--model", "--params", "--list", "--emit", "-o", "--help", "--version", "-h",
+				     "--main", "--prefix", "--inference" };
 
 static int bad_flags(const char *fmt, const char *arg, const char *hint)
 {
@@ -81,6 +92,16 @@ static bool is_flag(const char *arg, const char *flag)
 	return !strncmp(arg, flag, n) && (arg[n] == 0 || arg[n] == '=');
 }
 
+static bool valid_prefix(const char *p)
+{
+	if (!*p || (*p >= '0' && *p <= '9') || strlen(p) > 64)
+		return false;
+	for (; *p; p++)
+		if (!(*p == '_' || (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+			return false;
+	return true;
+}
+
 /* 0: parsed; 1: error reported; 2: --help or --version handled */
 static int parse_flags(int argc, char **argv, Flags *f)
 {
@@ -101,8 +122,14 @@ static int parse_flags(int argc, char **argv, Flags *f)
 			slot = &f->emit;
 		else if (is_flag(a, "-o"))
 			slot = &f->out;
+		else if (is_flag(a, "--prefix"))
+			slot = &f->prefix;
 		else if (!strcmp(a, "--params"))
 			f->params = true;
+		else if (!strcmp(a, "--main"))
+			f->main = true;
+		else if (!strcmp(a, "--inference"))
+			f->inference = true;
 		else if (!strcmp(a, "--list"))
 			f->list = true;
 		else if (a[0] == '-' && a[1]) {
@@ -128,10 +155,17 @@ static int parse_flags(int argc, char **argv, Flags *f)
 	}
 	if (!f->file)
 		return bad_flags("%s", f->cmd ? "check needs a .nn file" : "no input file", "nnc check model.nn");
-	if (f->emit && strcmp(f->emit, "ir") && strcmp(f->emit, "dot"))
-		return bad_flags("unknown --emit kind '%s'", f->emit, "--emit takes ir or dot");
-	if (!f->cmd && !f->emit)
-		return bad_flags("%s", "nothing to do: give a command or --emit", "nnc check FILE.nn, or nnc FILE.nn --emit=ir");
+	if (f->emit && strcmp(f->emit, "ir") && strcmp(f->emit, "dot") && strcmp(f->emit, "loops"))
+		return bad_flags("unknown --emit kind '%s'", f->emit, "--emit takes ir, dot or loops");
+	if (!f->cmd && !f->emit && !f->out)
+		return bad_flags("%s", "nothing to do: give a command, -o MODEL.c or --emit",
+				 "nnc check FILE.nn, nnc FILE.nn -o model.c, or nnc FILE.nn --emit=ir");
+	if (!f->cmd && !f->emit && (strlen(f->out) < 3 || strcmp(f->out + strlen(f->out) - 2, ".c")))
+		return bad_flags("the output '%s' should end in .c", f->out, "nnc writes MODEL.c and MODEL.h beside it");
+	if ((f->main || f->prefix) && (f->cmd || f->emit))
+		return bad_flags("%s", "--main and --prefix go with -o MODEL.c", NULL);
+	if (f->prefix && !valid_prefix(f->prefix))
+		return bad_flags("the prefix '%s' must be a C identifier", f->prefix, "letters, digits and '_', not starting with a digit");
 	if (f->cmd && f->emit)
 		return bad_flags("%s", "check and --emit do not go together", "run them as two commands");
 	return 0;
@@ -183,6 +217,40 @@ static int write_output(const char *path, void (*fn)(FILE *, const void *), cons
 
 static void emit_ir(FILE *f, const void *g) { ir_print(f, g); }
 static void emit_dot(FILE *f, const void *g) { ir_print_dot(f, g); }
+static void emit_loops(FILE *f, const void *m) { loop_print(f, m); }
+
+typedef struct CodeArgs {
+	const LoopModule *m;
+	const char *prefix, *hname;
+	bool main;
+} CodeArgs;
+
+static void emit_h(FILE *f, const void *a)
+{
+	const CodeArgs *c = a;
+	emitc_header(f, c->m, c->prefix, c->hname);
+}
+
+static void emit_c(FILE *f, const void *a)
+{
+	const CodeArgs *c = a;
+	emitc_source(f, c->m, c->prefix, c->hname, c->main);
+}
+
+/* MODEL.c and MODEL.h, each written atomically */
+static int write_code(const Flags *f, const Compile *c)
+{
+	size_t n = strlen(f->out);
+	char *h = strdup(f->out);
+	if (!h)
+		return 1;
+	h[n - 1] = 'h';
+	const char *slash = strrchr(h, '/');
+	CodeArgs a = { c->loops, f->prefix ? f->prefix : c->model->name, slash ? slash + 1 : h, f->main };
+	int rc = write_output(h, emit_h, &a) || write_output(f->out, emit_c, &a);
+	free(h);
+	return rc;
+}
 
 int main(int argc, char **argv)
 {
@@ -190,7 +258,13 @@ int main(int argc, char **argv)
 	int r = parse_flags(argc, argv, &f);
 	if (r)
 		return r == 2 ? 0 : 1;
-	CompileOpts o = { .model = f.model, .diag_out = stderr };
+	CompileOpts o = { .model = f.model, .diag_out = stderr, .inference = f.inference };
+	if (f.emit && !strcmp(f.emit, "loops"))
+		o.upto = UPTO_LOOPS;
+	else if (f.emit)
+		o.upto = UPTO_GRAPHS;
+	else if (!f.cmd)
+		o.upto = UPTO_LOOPS;
 	Compile *c = compile_file(f.file, &o);
 	if (c->nerrors) {
 		if (c->nerrors > 1)
@@ -206,8 +280,13 @@ int main(int argc, char **argv)
 		summary_print_params(stdout, c->model->graph);
 	} else if (f.cmd) {
 		summary_print(stdout, c->model, f.file);
+	} else if (!f.emit) {
+		rc = write_code(&f, c);
+	} else if (!strcmp(f.emit, "loops")) {
+		rc = write_output(f.out, emit_loops, c->loops);
 	} else {
-		rc = write_output(f.out, !strcmp(f.emit, "ir") ? emit_ir : emit_dot, c->model->graph);
+		const IrGraph *g = c->train ? c->train : c->infer;
+		rc = write_output(f.out, !strcmp(f.emit, "ir") ? emit_ir : emit_dot, g);
 	}
 	compile_free(c);
 	return rc;

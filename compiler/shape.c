@@ -13,6 +13,7 @@
 #include "shape.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <string.h>
 
 #define MAX_ELEMS INT64_C(2147483647)
@@ -48,8 +49,11 @@ static bool set(IrNode *n, int rank, const int64_t *d)
 	n->shape = s;
 	return true;
 too_big:
-	diag_error(n->loc, "%s would make a tensor of more than 2147483647 elements%s", ir_op_name(n->op),
-		   n->batched ? " per sample" : "");
+	if (ir_is_state(n))
+		diag_error(n->loc, "%s would be %s, more than 2147483647 elements", n->name, shape_str(s));
+	else
+		diag_error(n->loc, "%s would make a tensor of more than 2147483647 elements%s", ir_op_name(n->op),
+			   n->batched ? " per sample" : "");
 	diag_hint("make the layer or its input smaller");
 	poison(n);
 	return false;
@@ -75,13 +79,23 @@ static bool need_float(IrNode *n, const IrNode *x)
 	return false;
 }
 
+/* flatten and concat move a sample's values; a loss is one number for the whole batch */
+static bool need_batched(IrNode *n, const IrNode *x)
+{
+	if (x->batched)
+		return true;
+	diag_error(n->loc, "%s applies to tensors, not to a loss", ir_op_name(n->op));
+	poison(n);
+	return false;
+}
+
 static bool need_image(IrNode *n, const IrNode *x)
 {
 	if (x->shape.rank == 3)
 		return need_float(n, x);
 	diag_error(n->loc, "%s expects a [channels, height, width] input but got %s", ir_op_name(n->op),
 		   shape_str(x->shape));
-	if (x->shape.rank == 1)
+	if (x->shape.rank == 1 && x->op == IR_INPUT)
 		diag_hint("declare image inputs with three sizes, like 'input x: [1, 28, 28]'");
 	poison(n);
 	return false;
@@ -109,13 +123,40 @@ static int64_t window_out(IrNode *n, int64_t in, int lo, int hi, int k, int d, i
 {
 	int64_t span = (int64_t)d * (k - 1) + 1, padded = in + lo + hi;
 	if (padded < span) {
-		diag_error(n->loc, "%s's window (%" PRId64 " with dilation) is larger than its padded input %s (%" PRId64 ")",
-			   ir_op_name(n->op), span, axis, padded);
+		char what[64], room[64];
+		if (d == 1)
+			snprintf(what, sizeof what, "kernel %s (%d)", axis, k);
+		else
+			snprintf(what, sizeof what, "kernel %s %d with dilation %d spans %" PRId64 ", which", axis, k, d, span);
+		if (lo + hi)
+			snprintf(room, sizeof room, "%" PRId64 " with padding", padded);
+		else
+			snprintf(room, sizeof room, "%" PRId64, padded);
+		diag_error(n->loc, "%s's %s is larger than its input %s (%s)", ir_op_name(n->op), what, axis, room);
 		diag_hint("use a smaller kernel, more padding, or a larger input");
 		poison(n);
 		return -1;
 	}
 	return (padded - span) / s + 1;
+}
+
+/* the largest number up to limit that divides both a and b: O(sqrt), for a hint */
+static int64_t divisor_below(int64_t a, int64_t b, int64_t limit)
+{
+	while (b) {
+		int64_t t = a % b;
+		a = b;
+		b = t;
+	}
+	int64_t best = 1;
+	for (int64_t i = 1; i * i <= a; i++)
+		if (a % i == 0) {
+			if (i <= limit && i > best)
+				best = i;
+			if (a / i <= limit && a / i > best)
+				best = a / i;
+		}
+	return best;
 }
 
 static void rule_conv(IrNode *n)
@@ -128,21 +169,33 @@ static void rule_conv(IrNode *n)
 	if (c % a->groups || f % a->groups) {
 		diag_error(n->loc, "groups=%d must divide both the input channels (%" PRId64 ") and the filters (%" PRId64 ")",
 			   a->groups, c, f);
+		diag_hint("try groups=%" PRId64 ", which divides both", divisor_below(c, f, a->groups));
 		poison(n);
 		return;
 	}
 	if (a->pad_same) {
 		if (a->stride[0] != 1 || a->stride[1] != 1) {
-			diag_error(n->loc, "pad=\"same\" needs stride 1, but the stride is %s",
-				   a->stride[0] == a->stride[1] ? "larger" : "not 1 in both directions");
-			diag_hint("give the padding as a number, like pad=%d", a->dilation[0] * (a->kernel[0] - 1) / 2);
+			if (a->stride[0] == a->stride[1])
+				diag_error(n->loc, "pad=\"same\" needs stride 1, but the stride is %d", a->stride[0]);
+			else
+				diag_error(n->loc, "pad=\"same\" needs stride 1, but the stride is [%d, %d]", a->stride[0],
+					   a->stride[1]);
+			diag_hint("give the padding as a number, like pad=%" PRId64,
+				  (int64_t)a->dilation[0] * (a->kernel[0] - 1) / 2);
 			poison(n);
 			return;
 		}
 		for (int i = 0; i < 2; i++) {
-			int total = a->dilation[i] * (a->kernel[i] - 1);
-			a->pad[2 * i] = total / 2;
-			a->pad[2 * i + 1] = total - total / 2;
+			int64_t total = (int64_t)a->dilation[i] * (a->kernel[i] - 1);
+			if (total > 2 * (int64_t)INT_MAX - 1) {
+				diag_error(n->loc, "pad=\"same\" would pad the %s by %" PRId64 "; sizes stop at 2147483647",
+					   i ? "width" : "height", total);
+				diag_hint("use a smaller kernel or dilation");
+				poison(n);
+				return;
+			}
+			a->pad[2 * i] = (int)(total / 2);
+			a->pad[2 * i + 1] = (int)(total - total / 2);
 		}
 	}
 	int64_t ho = window_out(n, x->shape.d[1], a->pad[0], a->pad[1], a->kernel[0], a->dilation[0], a->stride[0], "height");
@@ -166,6 +219,11 @@ static void rule_conv_t(IrNode *n)
 	for (int i = 0; i < 2; i++) {
 		if (a->out_pad[i] >= a->stride[i] && a->out_pad[i] >= a->dilation[i]) {
 			diag_error(n->loc, "output_pad (%d) must be smaller than the stride (%d)", a->out_pad[i], a->stride[i]);
+			if (a->stride[i] > 1)
+				diag_hint("output_pad picks one of the %d output sizes a stride of %d allows: use 0 to %d",
+					  a->stride[i], a->stride[i], a->stride[i] - 1);
+			else
+				diag_hint("with stride 1 there is only one output size: remove output_pad");
 			poison(n);
 			return;
 		}
@@ -195,6 +253,7 @@ static void rule_pool(IrNode *n)
 		if (a->pad[2 * i] > a->kernel[i] / 2) {
 			diag_error(n->loc, "%s's pad (%d) must be at most half its kernel (%d)", ir_op_name(n->op),
 				   a->pad[2 * i], a->kernel[i]);
+			diag_hint("use pad=%d or less, or a larger kernel", a->kernel[i] / 2);
 			poison(n);
 			return;
 		}
@@ -229,7 +288,7 @@ static void rule_concat(IrNode *n)
 	memcpy(d, x0->shape.d, sizeof d);
 	for (int i = 0; i < n->nin; i++) {
 		const IrNode *x = n->in[i];
-		if (!need_float(n, x))
+		if (!need_batched(n, x) || !need_float(n, x))
 			return;
 		if (x->shape.rank != x0->shape.rank || (x0->shape.rank == 3 && (x->shape.d[1] != x0->shape.d[1] ||
 									      x->shape.d[2] != x0->shape.d[2]))) {
@@ -268,8 +327,13 @@ static void rule_broadcast(IrNode *n)
 	for (int i = 0; i < a->shape.rank; i++) {
 		int64_t x = a->shape.d[i], y = b->shape.d[i];
 		if (x != y && x != 1 && y != 1) {
-			diag_error(n->loc, "cannot %s %s and %s: sizes %" PRId64 " and %" PRId64 " differ at position %d",
-				   verb, shape_str(a->shape), shape_str(b->shape), x, y, i + 1);
+			static const char *const axes[] = { "channels", "heights", "widths" };
+			if (a->shape.rank == 3)
+				diag_error(n->loc, "cannot %s %s and %s: the %s differ (%" PRId64 " and %" PRId64 ")",
+					   verb, shape_str(a->shape), shape_str(b->shape), axes[i], x, y);
+			else
+				diag_error(n->loc, "cannot %s %s and %s: sizes %" PRId64 " and %" PRId64 " differ at position %d",
+					   verb, shape_str(a->shape), shape_str(b->shape), x, y, i + 1);
 			if (i == 0 && n->op == IR_ADD && a->shape.rank == 3)
 				diag_hint("for a residual connection, give the shortcut the same channels, e.g. with conv2d(%" PRId64
 					  ", kernel=1)", x > y ? x : y);
@@ -344,9 +408,16 @@ static void infer(IrNode *n)
 	switch (n->op) {
 	case IR_INPUT:
 	case IR_TARGET:
+		/* elaboration checked each size; the product must fit too, as every count downstream assumes */
+		if (elems(&n->shape) < 0) {
+			diag_error(n->loc, "'%s' would hold more than 2147483647 elements per sample", n->name);
+			diag_hint("make its shape smaller");
+			poison(n);
+		}
+		return;
 	case IR_PARAM:
 	case IR_BUFFER:
-		return;		/* set by elaboration, or by the layer that uses them */
+		return;		/* set by the layer that uses them */
 	case IR_DENSE: rule_dense(n); return;
 	case IR_CONV2D: rule_conv(n); return;
 	case IR_CONV_T2D: rule_conv_t(n); return;
@@ -359,7 +430,7 @@ static void infer(IrNode *n)
 	case IR_BATCHNORM: rule_batchnorm(n); return;
 	case IR_FLATTEN: {
 		int64_t k = ir_numel(x);
-		if (need_float(n, x))
+		if (need_batched(n, x) && need_float(n, x))
 			set(n, 1, &k);
 		return;
 	}
@@ -401,7 +472,7 @@ static void infer(IrNode *n)
 	case IR_MSE:
 	case IR_MAE:
 	case IR_RMSE: rule_loss(n); return;
-	case IR_NOPS: break;
+	default: break;	/* training ops: their makers set their shapes */
 	}
 	NNC_BUG("no shape rule for %s", ir_op_name(n->op));
 }

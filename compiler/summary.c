@@ -19,6 +19,19 @@ static int64_t numel(const Shape *s)
 	return k;
 }
 
+/* FLOPs of absurd models (2^31 outputs of a 2^31-weight filter) saturate instead of overflowing */
+static int64_t sat_mul(int64_t a, int64_t b)
+{
+	int64_t r;
+	return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+static int64_t sat_add(int64_t a, int64_t b)
+{
+	int64_t r;
+	return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
 int64_t summary_node_flops(const IrNode *n)
 {
 	if (shape_poisoned(n->shape))
@@ -31,10 +44,10 @@ int64_t summary_node_flops(const IrNode *n)
 	case FAM_CONTRACT:
 		if (n->op == IR_DENSE)
 			return 2 * in * a->units + (a->bias ? out : 0);
-		if (n->op == IR_CONV2D)
-			return out * 2 * numel(&n->in[1]->shape) / a->units + (a->bias ? out : 0);
+		if (n->op == IR_CONV2D)	/* per output: C/groups * kh * kw multiply-adds */
+			return sat_add(sat_mul(out, 2 * (numel(&n->in[1]->shape) / a->units)), a->bias ? out : 0);
 		/* transposed: every input pixel scatters into filters * kh * kw outputs */
-		return 2 * in * a->units * a->kernel[0] * a->kernel[1] + (a->bias ? out : 0);
+		return sat_add(sat_mul(2 * in, a->units * a->kernel[0] * a->kernel[1]), a->bias ? out : 0);
 	case FAM_POOL:
 		return n->op == IR_GLOBAL_AVGPOOL ? in : out * a->kernel[0] * a->kernel[1];
 	case FAM_NORM:
@@ -47,6 +60,11 @@ int64_t summary_node_flops(const IrNode *n)
 		return 3 * out;
 	case FAM_LOSS:
 		return 3 * in;
+	case FAM_RANDOM:
+	case FAM_REDUCE:
+	case FAM_GRAD:
+	case FAM_UPDATE:
+		return out;	/* not in a forward model's table */
 	}
 	return 0;
 }
@@ -78,7 +96,7 @@ ModelStats summary_stats(const IrGraph *g)
 		if (!is_row(n))
 			continue;
 		s.layers++;
-		s.flops += summary_node_flops(n);
+		s.flops = sat_add(s.flops, summary_node_flops(n));
 		s.act_bytes += 4 * numel(&n->shape);
 	}
 	return s;

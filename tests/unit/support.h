@@ -25,6 +25,22 @@ static inline Compile *compile_ok(const char *src)
 	return c;
 }
 
+/* compile_string with options (upto, inference); diagnostics are captured unless o->diag_out */
+static inline Compile *compile_string_opts(const char *src, const CompileOpts *o)
+{
+	return compile_source("<test>", src, strlen(src), o);
+}
+
+/* compiles src to loop IR and fails the test, showing the diagnostics, unless it is clean */
+static inline Compile *compile_loops_ok(const char *src)
+{
+	CompileOpts o = { .upto = UPTO_LOOPS };
+	Compile *c = compile_string_opts(src, &o);
+	if (c->nerrors || !c->loops)
+		fail_msg("expected loop IR, got:\n%s", c->diag.text ? c->diag.text : "");
+	return c;
+}
+
 /* the node of a layer ("conv1") that is not a parameter */
 static inline IrNode *layer_node(const IrGraph *g, const char *layer)
 {
@@ -45,6 +61,32 @@ static inline IrNode *state_node(const IrGraph *g, const char *name)
 			return n;
 	}
 	return NULL;
+}
+
+/* compiles src and fails the test unless it reported at least one error */
+static inline Compile *compile_err(const char *src)
+{
+	Compile *c = compile_string(src);
+	if (!c->nerrors)
+		fail_msg("expected errors, got none for:\n%s", src);
+	return c;
+}
+
+/* fails the test, showing the diagnostics, unless they contain want */
+#define assert_diag_has(c, want)                                                       \
+	do {                                                                           \
+		const char *t_ = (c)->diag.text ? (c)->diag.text : "";                 \
+		if (!strstr(t_, (want)))                                               \
+			fail_msg("diagnostics lack \"%s\":\n%s", (want), t_);           \
+	} while (0)
+
+/* how many times needle occurs in the diagnostics */
+static inline int diag_count(const Compile *c, const char *needle)
+{
+	int n = 0;
+	for (const char *p = c->diag.text; p && (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
 }
 
 #define assert_shape(node, ...)                                                        \

@@ -1,0 +1,1566 @@
+/*
+ * lower.c: graph IR -> loop IR. The only file that knows what each op
+ * computes: every op's kernel is written here once, as loops over buffers
+ * (or a GEMM call), and every backend gets it from here.
+ *
+ * Reads the shaped inference and training graphs of one model; writes one
+ * loop module with three functions: forward (inference outputs), eval
+ * (inference loss and outputs) and train_step (training forward, backward,
+ * updates; returns the loss). Parameters and persistent state are buffers
+ * shared by name between the functions; every other value gets a buffer of
+ * its own per function (memory planning comes later).
+ *
+ * Layout: a batched value of per-sample shape [d0, d1, ...] is row-major
+ * [n, d0, d1, ...]; unbatched values (parameters, gradients, losses) are
+ * row-major in their own shape.
+ */
+#include "lower.h"
+
+#include <math.h>
+#include <string.h>
+
+#define SQRT1_2 0.70710678118654752440		/* 1/sqrt(2) */
+#define INV_SQRT_2PI 0.39894228040143267794	/* 1/sqrt(2 pi) */
+
+typedef struct Lower {
+	LoopModule *m;
+	LoopFn *fn;
+	const IrGraph *g;
+	LoopBuf **buf;		/* by node id, for the function being lowered */
+} Lower;
+
+/* ---- buffers ---- */
+
+static int64_t elems(const IrNode *n)
+{
+	return ir_numel(n);
+}
+
+/* the layer node that uses parameter p, for its initializer */
+static const IrNode *owner(const IrGraph *g, const IrNode *p)
+{
+	for (int i = p->id + 1; i < g->nnodes; i++)
+		for (int k = 0; k < g->nodes[i]->nin; k++)
+			if (g->nodes[i]->in[k] == p && ir_op_family(g->nodes[i]->op) != FAM_UPDATE)
+				return g->nodes[i];
+	return NULL;
+}
+
+/* PyTorch's defaults: dense and convolutions U(-1/sqrt(fan_in), +); batchnorm 1 and 0 */
+static void set_init(LoopBuf *b, const IrGraph *g, const IrNode *p)
+{
+	const IrNode *o = owner(g, p);
+	const char *what = strrchr(p->name, '.');
+	what = what ? what + 1 : p->name;
+	b->init = LI_CONST;
+	b->init_value = 0;
+	if (p->op != IR_PARAM || !o)
+		b->init_value = !strcmp(what, "running_var") ? 1 : 0;
+	else if (o->op == IR_BATCHNORM)
+		b->init_value = !strcmp(what, "weight") ? 1 : 0;
+	else if (o->op == IR_DENSE || o->op == IR_CONV2D || o->op == IR_CONV_T2D) {
+		const Shape *w = &o->in[1]->shape;
+		int64_t fan_in = w->d[1];
+		for (int i = 2; i < w->rank; i++)
+			fan_in *= w->d[i];
+		b->init = LI_UNIFORM;
+		b->init_value = 1.0 / sqrt((double)fan_in);
+	}
+}
+
+static LoopBuf *state_buf(Lower *l, const IrNode *n)
+{
+	LoopBuf *b = loop_find_buf(l->m, n->name);
+	if (b)
+		return b;
+	b = loop_new_buf(l->m, n->name, LT_F32, elems(n), false,
+			 n->op == IR_PARAM ? LB_PARAM : n->op == IR_BUFFER ? LB_STATE : LB_OPT);
+	b->rank = n->shape.rank;
+	for (int i = 0; i < n->shape.rank; i++)
+		b->shape[i] = n->shape.d[i];
+	set_init(b, l->g, n);
+	return b;
+}
+
+static LoopBuf *arg_buf(Lower *l, const IrNode *n)
+{
+	const char *name = n->op == IR_INPUT ? "x" : "y";
+	LoopBuf *b = loop_find_buf(l->m, name);
+	if (!b)
+		b = loop_new_buf(l->m, name, n->dtype == DT_I64 ? LT_I64 : LT_F32, n->dtype == DT_I64 ? 1 : elems(n), true,
+				 n->op == IR_INPUT ? LB_ARG_X : LB_ARG_Y);
+	return b;
+}
+
+static LoopBuf *lower_buf(Lower *l, const IrNode *n)
+{
+	if (l->buf[n->id])
+		return l->buf[n->id];
+	LoopBuf *b;
+	switch (n->op) {
+	case IR_PARAM:
+	case IR_BUFFER:
+	case IR_OPT_STATE: b = state_buf(l, n); break;
+	case IR_INPUT:
+	case IR_TARGET: b = arg_buf(l, n); break;
+	case IR_FLATTEN:
+	case IR_RESHAPE: b = lower_buf(l, n->in[0]); break;	/* same elements, same order */
+	default:
+		b = loop_new_buf(l->m, arena_printf(l->m->arena, "%s %s %%%d", l->fn->name, n->layer ? n->layer : ir_op_name(n->op),
+						    n->id),
+				 LT_F32, elems(n), n->batched, LB_TEMP);
+	}
+	l->buf[n->id] = b;
+	return b;
+}
+
+/* ---- expression helpers ---- */
+
+static LoopExpr *I(Lower *l, int64_t v) { return loop_i64(l->fn, v); }
+static LoopExpr *F(Lower *l, double v) { return loop_f32(l->fn, v); }
+static LoopExpr *V(Lower *l, LoopVar *v) { return loop_var(l->fn, v); }
+static LoopExpr *add(Lower *l, LoopExpr *a, LoopExpr *b) { return loop_add(l->fn, a, b); }
+static LoopExpr *sub(Lower *l, LoopExpr *a, LoopExpr *b) { return loop_sub(l->fn, a, b); }
+static LoopExpr *mul(Lower *l, LoopExpr *a, LoopExpr *b) { return loop_mul(l->fn, a, b); }
+static LoopExpr *dvd(Lower *l, LoopExpr *a, LoopExpr *b) { return loop_div(l->fn, a, b); }
+static LoopExpr *un(Lower *l, LoopUnOp op, LoopExpr *a) { return loop_un(l->fn, op, a); }
+static LoopExpr *gt0(Lower *l, LoopExpr *a) { return loop_bin(l->fn, LO_GT, a, F(l, 0)); }
+static LoopExpr *sel(Lower *l, LoopExpr *c, LoopExpr *a, LoopExpr *b) { return loop_select(l->fn, c, a, b); }
+
+static LoopExpr *ld(Lower *l, const IrNode *n, LoopExpr *idx)
+{
+	return loop_load(l->fn, lower_buf(l, n), idx);
+}
+
+static void st(Lower *l, const IrNode *n, LoopExpr *idx, LoopExpr *v)
+{
+	loop_store(l->fn, lower_buf(l, n), idx, v);
+}
+
+/* every element of a value: n * elems when batched */
+static LoopExpr *total(Lower *l, const IrNode *n)
+{
+	return n->batched ? mul(l, loop_n(l->fn), I(l, elems(n))) : I(l, elems(n));
+}
+
+/* the element count the mean-reducing losses divide by: n * per-sample elements */
+static LoopExpr *count_f(Lower *l, const IrNode *n)
+{
+	return loop_cvt(l->fn, LT_F32, total(l, n));
+}
+
+static LoopExpr *scalar(Lower *l, const IrNode *n)
+{
+	return ld(l, n, I(l, 0));
+}
+
+/* ---- element-wise ops ---- */
+
+typedef LoopExpr *(*MapFn)(Lower *l, const IrNode *n, LoopExpr **in);
+
+/* out[i] = fn(in0[i], in1[i], ...) over all elements; inputs share the output's shape,
+ * except unbatched scalars (losses, gradients of losses) which read element 0 */
+static void map(Lower *l, const IrNode *n, MapFn fn)
+{
+	LoopVar *i = loop_for(l->fn, I(l, 0), total(l, n));
+	loop_parallel(l->fn);
+	LoopExpr *in[4];
+	for (int k = 0; k < n->nin && k < 4; k++) {
+		const IrNode *x = n->in[k];
+		bool scalar_in = !x->batched && x->shape.rank == 0 && (n->batched || n->shape.rank > 0);
+		in[k] = ld(l, x, scalar_in ? I(l, 0) : V(l, i));
+	}
+	st(l, n, V(l, i), fn(l, n, in));
+	loop_end(l->fn);
+}
+
+static LoopExpr *f_relu(Lower *l, const IrNode *n, LoopExpr **x) { (void)n; return sel(l, gt0(l, x[0]), x[0], F(l, 0)); }
+static LoopExpr *f_leaky(Lower *l, const IrNode *n, LoopExpr **x)
+{
+	return sel(l, gt0(l, x[0]), x[0], mul(l, x[0], F(l, n->a.alpha)));
+}
+static LoopExpr *f_elu(Lower *l, const IrNode *n, LoopExpr **x)
+{
+	return sel(l, gt0(l, x[0]), x[0], mul(l, F(l, n->a.alpha), un(l, LO_EXPM1, x[0])));
+}
+static LoopExpr *f_sigmoid(Lower *l, const IrNode *n, LoopExpr **x)
+{
+	(void)n;
+	return dvd(l, F(l, 1), add(l, F(l, 1), un(l, LO_EXP, un(l, LO_NEG, x[0]))));
+}
+static LoopExpr *f_tanh(Lower *l, const IrNode *n, LoopExpr **x) { (void)n; return un(l, LO_TANH, x[0]); }
+/* PyTorch's softplus: x itself above the threshold 20 */
+static LoopExpr *f_softplus(Lower *l, const IrNode *n, LoopExpr **x)
+{
+	(void)n;
+	return sel(l, loop_bin(l->fn, LO_GT, x[0], F(l, 20)), x[0], un(l, LO_LOG1P, un(l, LO_EXP, x[0])));
+}
+/* the exact gelu: x * Phi(x) */
+static LoopExpr *f_gelu(Lower *l, const IrNode *n, LoopExpr **x)
+{
+	(void)n;
+	LoopExpr *phi = mul(l, F(l, 0.5), add(l, F(l, 1), un(l, LO_ERF, mul(l, x[0], F(l, SQRT1_2)))));
+	return mul(l, x[0], phi);
+}
+static LoopExpr *f_add(Lower *l, const IrNode *n, LoopExpr **x) { (void)n; return add(l, x[0], x[1]); }
+static LoopExpr *f_mul(Lower *l, const IrNode *n, LoopExpr **x) { (void)n; return mul(l, x[0], x[1]); }
+static LoopExpr *f_scale(Lower *l, const IrNode *n, LoopExpr **x) { return mul(l, x[0], F(l, n->a.scale)); }
+static LoopExpr *f_scale_by(Lower *l, const IrNode *n, LoopExpr **x)
+{
+	return mul(l, mul(l, x[0], x[1]), F(l, n->a.scale));
+}
+static LoopExpr *f_copy(Lower *l, const IrNode *n, LoopExpr **x) { (void)l; (void)n; return x[0]; }
+/* keep with probability 1-p, scaled so the expectation is unchanged */
+static LoopExpr *f_mask(Lower *l, const IrNode *n, LoopExpr **x)
+{
+	(void)x;
+	LoopExpr *keep = loop_bin(l->fn, LO_GE, loop_rand(l->fn), F(l, n->a.p));
+	return sel(l, keep, F(l, 1.0 / (1.0 - n->a.p)), F(l, 0));
+}
+
+/* backward kernels: x[0] is the upstream gradient g */
+static LoopExpr *b_relu(Lower *l, const IrNode *n, LoopExpr **x) { (void)n; return sel(l, gt0(l, x[1]), x[0], F(l, 0)); }
+static LoopExpr *b_leaky(Lower *l, const IrNode *n, LoopExpr **x)
+{
+	return sel(l, gt0(l, x[1]), x[0], mul(l, x[0], F(l, n->a.alpha)));
+}
+static LoopExpr *b_elu(Lower *l, const IrNode *n, LoopExpr **x)
+{
+	return sel(l, gt0(l, x[1]), x[0], mul(l, x[0], mul(l, F(l, n->a.alpha), un(l, LO_EXP, x[1]))));
+}
+static LoopExpr *b_sigmoid(Lower *l, const IrNode *n, LoopExpr **x)
+{
+	(void)n;
+	return mul(l, x[0], mul(l, x[1], sub(l, F(l, 1), x[1])));
+}
+static LoopExpr *b_tanh(Lower *l, const IrNode *n, LoopExpr **x)
+{
+	(void)n;
+	return mul(l, x[0], sub(l, F(l, 1), mul(l, x[1], x[1])));
+}
+static LoopExpr *b_softplus(Lower *l, const IrNode *n, LoopExpr **x)
+{
+	(void)n;
+	LoopExpr *z = un(l, LO_EXP, x[1]);
+	return sel(l, loop_bin(l->fn, LO_GT, x[1], F(l, 20)), x[0], mul(l, x[0], dvd(l, z, add(l, z, F(l, 1)))));
+}
+static LoopExpr *b_gelu(Lower *l, const IrNode *n, LoopExpr **x)
+{
+	(void)n;
+	LoopExpr *cdf = mul(l, F(l, 0.5), add(l, F(l, 1), un(l, LO_ERF, mul(l, x[1], F(l, SQRT1_2)))));
+	LoopExpr *pdf = mul(l, F(l, INV_SQRT_2PI),
+			    un(l, LO_EXP, mul(l, F(l, -0.5), mul(l, x[1], x[1]))));
+	return mul(l, x[0], add(l, cdf, mul(l, x[1], pdf)));
+}
+/* sign(w) * g, with sign(0) = 0 as torch.sign */
+static LoopExpr *b_l1(Lower *l, const IrNode *n, LoopExpr **x)
+{
+	(void)n;
+	LoopExpr *sign = sel(l, gt0(l, x[1]), F(l, 1), sel(l, loop_bin(l->fn, LO_LT, x[1], F(l, 0)), F(l, -1), F(l, 0)));
+	return mul(l, sign, x[0]);
+}
+
+/* ---- broadcasting add and multiply ---- */
+
+/* the element index of x for the output position (s, k0, k1, ...); broadcast sizes read 0 */
+static LoopExpr *bcast_index(Lower *l, const IrNode *x, LoopVar *s, LoopVar **k, int rank)
+{
+	LoopExpr *idx = x->batched ? mul(l, V(l, s), I(l, elems(x))) : I(l, 0);
+	int64_t stride = 1;
+	for (int d = rank - 1; d >= 0; d--) {
+		if (x->shape.d[d] != 1)
+			idx = add(l, idx, mul(l, V(l, k[d]), I(l, stride)));
+		stride *= x->shape.d[d];
+	}
+	return idx;
+}
+
+static void nest_open(Lower *l, const IrNode *n, LoopVar **s, LoopVar **k)
+{
+	*s = loop_for(l->fn, I(l, 0), n->batched ? loop_n(l->fn) : I(l, 1));
+	loop_parallel(l->fn);
+	for (int d = 0; d < n->shape.rank; d++)
+		k[d] = loop_for_n(l->fn, n->shape.d[d]);
+}
+
+static void nest_close(Lower *l, const IrNode *n)
+{
+	for (int d = 0; d <= n->shape.rank; d++)
+		loop_end(l->fn);
+}
+
+static void lower_binary(Lower *l, const IrNode *n)
+{
+	const IrNode *a = n->in[0], *b = n->in[1];
+	if (shape_eq(a->shape, n->shape) && shape_eq(b->shape, n->shape) && a->batched == b->batched) {
+		map(l, n, n->op == IR_ADD ? f_add : f_mul);
+		return;
+	}
+	LoopVar *s, *k[IR_MAX_RANK];
+	nest_open(l, n, &s, k);
+	LoopExpr *x = ld(l, a, bcast_index(l, a, s, k, n->shape.rank));
+	LoopExpr *y = ld(l, b, bcast_index(l, b, s, k, n->shape.rank));
+	st(l, n, bcast_index(l, n, s, k, n->shape.rank), n->op == IR_ADD ? add(l, x, y) : mul(l, x, y));
+	nest_close(l, n);
+}
+
+/* sums g (the broadcast shape) into n (the operand's shape, sizes 1 where broadcast) */
+static void lower_reduce_to(Lower *l, const IrNode *n)
+{
+	const IrNode *g = n->in[0];
+	LoopVar *i = loop_for(l->fn, I(l, 0), total(l, n));
+	st(l, n, V(l, i), F(l, 0));
+	loop_end(l->fn);
+	LoopVar *s, *k[IR_MAX_RANK];
+	nest_open(l, g, &s, k);
+	LoopExpr *at = bcast_index(l, n, s, k, g->shape.rank);
+	st(l, n, at, add(l, ld(l, n, at), ld(l, g, bcast_index(l, g, s, k, g->shape.rank))));
+	nest_close(l, g);
+}
+
+/* ---- dense ---- */
+
+static void gemm(Lower *l, int ta, int tb, LoopExpr *m, LoopExpr *nn, LoopExpr *k, const IrNode *a, int64_t lda,
+		 const IrNode *b, int64_t ldb, float beta, const IrNode *c, int64_t ldc)
+{
+	LoopGemm g = { .ta = ta, .tb = tb, .m = m, .n = nn, .k = k, .alpha = 1, .beta = beta,
+		       .a = lower_buf(l, a), .b = lower_buf(l, b), .c = lower_buf(l, c),
+		       .lda = I(l, lda), .ldb = I(l, ldb), .ldc = I(l, ldc) };
+	loop_gemm(l->fn, &g);
+}
+
+/* out[n, U] = x[n, K] w[U, K]^T + b[U] */
+static void lower_dense(Lower *l, const IrNode *n)
+{
+	const IrNode *x = n->in[0], *w = n->in[1];
+	int64_t u = n->a.units, k = elems(x);
+	gemm(l, 0, 1, loop_n(l->fn), I(l, u), I(l, k), x, k, w, k, 0, n, u);
+	if (n->nin < 3)
+		return;
+	LoopVar *i = loop_for(l->fn, I(l, 0), loop_n(l->fn));
+	loop_parallel(l->fn);
+	LoopVar *j = loop_for_n(l->fn, u);
+	LoopExpr *at = add(l, mul(l, V(l, i), I(l, u)), V(l, j));
+	st(l, n, at, add(l, ld(l, n, at), ld(l, n->in[2], V(l, j))));
+	loop_end(l->fn);
+	loop_end(l->fn);
+}
+
+/* dx[n, K] = g[n, U] w[U, K] */
+static void lower_dense_dx(Lower *l, const IrNode *n)
+{
+	const IrNode *g = n->in[0], *w = n->in[1];
+	int64_t u = elems(g), k = elems(n);
+	gemm(l, 0, 0, loop_n(l->fn), I(l, k), I(l, u), g, u, w, k, 0, n, k);
+}
+
+/* dw[U, K] = g[n, U]^T x[n, K] */
+static void lower_dense_dw(Lower *l, const IrNode *n)
+{
+	const IrNode *g = n->in[0], *x = n->in[1];
+	int64_t u = elems(g), k = elems(x);
+	gemm(l, 1, 0, I(l, u), I(l, k), loop_n(l->fn), g, u, x, k, 0, n, k);
+}
+
+/* out[j] = sum over the batch of g[i, j], row by row so reads are contiguous */
+static void lower_batch_sum(Lower *l, const IrNode *n)
+{
+	const IrNode *g = n->in[0];
+	int64_t e = elems(n);
+	LoopVar *j = loop_for_n(l->fn, e);
+	st(l, n, V(l, j), F(l, 0));
+	loop_end(l->fn);
+	LoopVar *i = loop_for(l->fn, I(l, 0), loop_n(l->fn));
+	j = loop_for_n(l->fn, e);
+	st(l, n, V(l, j), add(l, ld(l, n, V(l, j)), ld(l, g, add(l, mul(l, V(l, i), I(l, e)), V(l, j)))));
+	loop_end(l->fn);
+	loop_end(l->fn);
+}
+
+/* ---- softmax over the first per-sample axis ---- */
+
+typedef struct Axis {
+	LoopVar *s, *r;		/* sample, position after the axis */
+	int64_t c, inner;	/* axis length, elements after it */
+} Axis;
+
+/* loops over (sample, inner position); idx(c) addresses channel c there.
+ * The sample loop is parallel unless the body sums across samples (a loss). */
+static Axis axis_open(Lower *l, const IrNode *n, bool parallel)
+{
+	Axis a = { .c = n->shape.rank ? n->shape.d[0] : 1 };
+	a.inner = n->shape.rank ? elems(n) / a.c : 1;
+	a.s = loop_for(l->fn, I(l, 0), loop_n(l->fn));
+	if (parallel)
+		loop_parallel(l->fn);
+	a.r = loop_for_n(l->fn, a.inner);
+	return a;
+}
+
+static LoopExpr *axis_idx(Lower *l, const Axis *a, LoopExpr *c)
+{
+	return add(l, mul(l, V(l, a->s), I(l, a->c * a->inner)), add(l, mul(l, c, I(l, a->inner)), V(l, a->r)));
+}
+
+static void axis_close(Lower *l)
+{
+	loop_end(l->fn);
+	loop_end(l->fn);
+}
+
+/* max over the axis, then the sum of exp(x - max): the stable log-sum-exp */
+static void axis_lse(Lower *l, const Axis *a, const IrNode *x, LoopVar **mx, LoopVar **sum)
+{
+	*mx = loop_local(l->fn, LT_F32, F(l, -INFINITY));
+	LoopVar *c = loop_for_n(l->fn, a->c);
+	loop_set(l->fn, *mx, loop_max(l->fn, V(l, *mx), ld(l, x, axis_idx(l, a, V(l, c)))));
+	loop_end(l->fn);
+	*sum = loop_local(l->fn, LT_F32, F(l, 0));
+	c = loop_for_n(l->fn, a->c);
+	loop_set(l->fn, *sum, add(l, V(l, *sum), un(l, LO_EXP, sub(l, ld(l, x, axis_idx(l, a, V(l, c))), V(l, *mx)))));
+	loop_end(l->fn);
+}
+
+static void lower_softmax(Lower *l, const IrNode *n)
+{
+	const IrNode *x = n->in[0];
+	Axis a = axis_open(l, n, true);
+	LoopVar *mx, *sum;
+	axis_lse(l, &a, x, &mx, &sum);
+	LoopVar *c = loop_for_n(l->fn, a.c);
+	LoopExpr *at = axis_idx(l, &a, V(l, c)), *z = sub(l, ld(l, x, at), V(l, mx));
+	if (n->op == IR_SOFTMAX)
+		st(l, n, at, dvd(l, un(l, LO_EXP, z), V(l, sum)));
+	else
+		st(l, n, at, sub(l, z, un(l, LO_LOG, V(l, sum))));
+	loop_end(l->fn);
+	axis_close(l);
+}
+
+/* softmax: dx = y (g - sum g y); log_softmax: dx = g - exp(y) sum g */
+static void lower_softmax_bwd(Lower *l, const IrNode *n)
+{
+	const IrNode *g = n->in[0], *y = n->in[1];
+	bool lg = n->op == IR_LOG_SOFTMAX_BWD;
+	Axis a = axis_open(l, n, true);
+	LoopVar *dot = loop_local(l->fn, LT_F32, F(l, 0));
+	LoopVar *c = loop_for_n(l->fn, a.c);
+	LoopExpr *at = axis_idx(l, &a, V(l, c));
+	loop_set(l->fn, dot, add(l, V(l, dot), lg ? ld(l, g, at) : mul(l, ld(l, g, at), ld(l, y, at))));
+	loop_end(l->fn);
+	c = loop_for_n(l->fn, a.c);
+	at = axis_idx(l, &a, V(l, c));
+	if (lg)
+		st(l, n, at, sub(l, ld(l, g, at), mul(l, un(l, LO_EXP, ld(l, y, at)), V(l, dot))));
+	else
+		st(l, n, at, mul(l, ld(l, y, at), sub(l, ld(l, g, at), V(l, dot))));
+	loop_end(l->fn);
+	axis_close(l);
+}
+
+/* ---- losses: a scalar, summed in double, divided as PyTorch's mean ---- */
+
+/* cross entropy with class labels: mean over samples of lse(x) - x[y];
+ * with probabilities t: mean over samples of -sum t * log_softmax(x) */
+static void lower_cross_entropy(Lower *l, const IrNode *n)
+{
+	const IrNode *x = n->in[0], *t = n->in[1];
+	bool labels = t->dtype == DT_I64;
+	LoopVar *acc = loop_local(l->fn, LT_F64, loop_f64(l->fn, 0));
+	Axis a = axis_open(l, x, false);	/* acc sums over the samples */
+	LoopVar *mx, *sum;
+	axis_lse(l, &a, x, &mx, &sum);
+	LoopExpr *lse = add(l, V(l, mx), un(l, LO_LOG, V(l, sum)));
+	if (labels) {
+		LoopExpr *xy = ld(l, x, axis_idx(l, &a, ld(l, t, V(l, a.s))));
+		loop_set(l->fn, acc, add(l, V(l, acc), sub(l, lse, xy)));
+	} else {
+		LoopVar *c = loop_for_n(l->fn, a.c);
+		LoopExpr *at = axis_idx(l, &a, V(l, c));
+		loop_set(l->fn, acc, add(l, V(l, acc), mul(l, ld(l, t, at), sub(l, lse, ld(l, x, at)))));
+		loop_end(l->fn);
+	}
+	axis_close(l);
+	st(l, n, I(l, 0), dvd(l, V(l, acc), loop_cvt(l->fn, LT_F64, loop_n(l->fn))));
+}
+
+/* d/dx = g/n (softmax(x) * sum(t) - t), sum(t) = 1 for a one-hot label */
+static void lower_cross_entropy_bwd(Lower *l, const IrNode *n)
+{
+	const IrNode *g = n->in[0], *x = n->in[1], *t = n->in[2];
+	bool labels = t->dtype == DT_I64;
+	LoopExpr *scale = dvd(l, scalar(l, g), loop_cvt(l->fn, LT_F32, loop_n(l->fn)));
+	Axis a = axis_open(l, x, true);
+	LoopVar *mx, *sum;
+	axis_lse(l, &a, x, &mx, &sum);
+	LoopVar *tsum = NULL;
+	if (!labels) {
+		tsum = loop_local(l->fn, LT_F32, F(l, 0));
+		LoopVar *c = loop_for_n(l->fn, a.c);
+		loop_set(l->fn, tsum, add(l, V(l, tsum), ld(l, t, axis_idx(l, &a, V(l, c)))));
+		loop_end(l->fn);
+	}
+	LoopVar *c = loop_for_n(l->fn, a.c);
+	LoopExpr *at = axis_idx(l, &a, V(l, c));
+	LoopExpr *p = dvd(l, un(l, LO_EXP, sub(l, ld(l, x, at), V(l, mx))), V(l, sum));
+	LoopExpr *d = labels ? sub(l, p, sel(l, loop_bin(l->fn, LO_EQ, V(l, c), ld(l, t, V(l, a.s))), F(l, 1), F(l, 0)))
+			     : sub(l, mul(l, p, V(l, tsum)), ld(l, t, at));
+	st(l, n, at, mul(l, d, scale));
+	loop_end(l->fn);
+	axis_close(l);
+}
+
+typedef enum { R_BCE, R_SQ, R_ABS } Residual;
+
+/* sum over every element of f(p, t), in double */
+static LoopVar *loss_sum(Lower *l, const IrNode *p, const IrNode *t, Residual r)
+{
+	LoopVar *acc = loop_local(l->fn, LT_F64, loop_f64(l->fn, 0));
+	LoopVar *i = loop_for(l->fn, I(l, 0), total(l, p));
+	LoopExpr *x = ld(l, p, V(l, i)), *y = ld(l, t, V(l, i)), *v;
+	if (r == R_BCE)	/* max(x, 0) - x t + log(1 + exp(-|x|)), stable for any x */
+		v = add(l, sub(l, loop_max(l->fn, x, F(l, 0)), mul(l, x, y)),
+			un(l, LO_LOG1P, un(l, LO_EXP, un(l, LO_NEG, un(l, LO_ABS, x)))));
+	else if (r == R_SQ)
+		v = mul(l, sub(l, x, y), sub(l, x, y));
+	else
+		v = un(l, LO_ABS, sub(l, x, y));
+	loop_set(l->fn, acc, add(l, V(l, acc), v));
+	loop_end(l->fn);
+	return acc;
+}
+
+static void lower_mean_loss(Lower *l, const IrNode *n)
+{
+	Residual r = n->op == IR_BCE ? R_BCE : n->op == IR_MAE ? R_ABS : R_SQ;
+	LoopVar *acc = loss_sum(l, n->in[0], n->in[1], r);
+	LoopExpr *mean = dvd(l, V(l, acc), loop_cvt(l->fn, LT_F64, total(l, n->in[0])));
+	st(l, n, I(l, 0), n->op == IR_RMSE ? un(l, LO_SQRT, mean) : mean);
+}
+
+/* bce: (sigmoid(x) - t) g / N; mse: 2 (p - t) g / N; mae: sign(p - t) g / N;
+ * rmse: (p - t) g / (N rmse), 0 where the rmse is 0 */
+static void lower_loss_bwd(Lower *l, const IrNode *n)
+{
+	const IrNode *g = n->in[0], *p = n->in[1], *t = n->in[2];
+	LoopExpr *k = dvd(l, scalar(l, g), count_f(l, p));
+	LoopVar *i = loop_for(l->fn, I(l, 0), total(l, p));
+	loop_parallel(l->fn);
+	LoopExpr *x = ld(l, p, V(l, i)), *y = ld(l, t, V(l, i)), *d = sub(l, x, y), *v;
+	switch (n->op) {
+	case IR_BCE_BWD: v = sub(l, dvd(l, F(l, 1), add(l, F(l, 1), un(l, LO_EXP, un(l, LO_NEG, x)))), y); break;
+	case IR_MSE_BWD: v = mul(l, F(l, 2), d); break;
+	case IR_MAE_BWD:
+		v = sel(l, gt0(l, d), F(l, 1), sel(l, loop_bin(l->fn, LO_LT, d, F(l, 0)), F(l, -1), F(l, 0)));
+		break;
+	default: {
+		LoopExpr *rmse = scalar(l, n->in[3]);
+		v = sel(l, gt0(l, rmse), dvd(l, d, rmse), F(l, 0));
+		break;
+	}
+	}
+	st(l, n, V(l, i), mul(l, v, k));
+	loop_end(l->fn);
+}
+
+static void lower_reduce_scalar(Lower *l, const IrNode *n)
+{
+	const IrNode *w = n->in[0];
+	LoopVar *acc = loop_local(l->fn, LT_F64, loop_f64(l->fn, 0));
+	LoopVar *i = loop_for(l->fn, I(l, 0), total(l, w));
+	LoopExpr *x = ld(l, w, V(l, i));
+	loop_set(l->fn, acc, add(l, V(l, acc), n->op == IR_SUMSQ ? mul(l, x, x) : un(l, LO_ABS, x)));
+	loop_end(l->fn);
+	st(l, n, I(l, 0), V(l, acc));
+}
+
+/* ---- optimizer updates, as torch.optim computes them ---- */
+
+static LoopExpr *f64(Lower *l, double v) { return loop_f64(l->fn, v); }
+
+/* p -= lr d; d = g, or with momentum buf = mu buf + g and d = buf (nesterov: g + mu buf) */
+static void lower_sgd(Lower *l, const IrNode *n)
+{
+	const IrNode *p = n->in[0], *g = n->in[1], *buf = n->nin > 2 ? n->in[2] : NULL;
+	LoopVar *lr = loop_local(l->fn, LT_F32, loop_ctx(l->fn, LC_LR));
+	LoopVar *i = loop_for(l->fn, I(l, 0), I(l, elems(p)));
+	loop_parallel(l->fn);
+	LoopExpr *d = ld(l, g, V(l, i));
+	if (buf) {
+		LoopExpr *b = add(l, mul(l, ld(l, buf, V(l, i)), F(l, n->a.momentum)), d);
+		st(l, buf, V(l, i), b);
+		b = ld(l, buf, V(l, i));
+		d = n->a.nesterov ? add(l, ld(l, g, V(l, i)), mul(l, b, F(l, n->a.momentum))) : b;
+	}
+	st(l, p, V(l, i), sub(l, ld(l, p, V(l, i)), mul(l, V(l, lr), d)));
+	loop_end(l->fn);
+}
+
+/* sum += g^2; p -= lr g / (sqrt(sum) + eps) */
+static void lower_adagrad(Lower *l, const IrNode *n)
+{
+	const IrNode *p = n->in[0], *g = n->in[1], *s = n->in[2];
+	LoopVar *lr = loop_local(l->fn, LT_F32, loop_ctx(l->fn, LC_LR));
+	LoopVar *i = loop_for(l->fn, I(l, 0), I(l, elems(p)));
+	loop_parallel(l->fn);
+	LoopExpr *gi = ld(l, g, V(l, i));
+	st(l, s, V(l, i), add(l, ld(l, s, V(l, i)), mul(l, gi, gi)));
+	LoopExpr *std = add(l, un(l, LO_SQRT, ld(l, s, V(l, i))), F(l, n->a.eps));
+	st(l, p, V(l, i), sub(l, ld(l, p, V(l, i)), mul(l, V(l, lr), dvd(l, gi, std))));
+	loop_end(l->fn);
+}
+
+/* sq = alpha sq + (1 - alpha) g^2; avg = sqrt(sq) + eps; p -= lr g / avg
+ * (with momentum: buf = mu buf + g / avg; p -= lr buf) */
+static void lower_rmsprop(Lower *l, const IrNode *n)
+{
+	const IrNode *p = n->in[0], *g = n->in[1], *sq = n->in[2], *buf = n->nin > 3 ? n->in[3] : NULL;
+	LoopVar *lr = loop_local(l->fn, LT_F32, loop_ctx(l->fn, LC_LR));
+	LoopVar *i = loop_for(l->fn, I(l, 0), I(l, elems(p)));
+	loop_parallel(l->fn);
+	LoopExpr *gi = ld(l, g, V(l, i));
+	st(l, sq, V(l, i), add(l, mul(l, ld(l, sq, V(l, i)), F(l, n->a.alpha)), mul(l, mul(l, gi, gi), F(l, 1 - n->a.alpha))));
+	LoopExpr *avg = add(l, un(l, LO_SQRT, ld(l, sq, V(l, i))), F(l, n->a.eps));
+	LoopExpr *d = dvd(l, gi, avg);
+	if (buf) {
+		st(l, buf, V(l, i), add(l, mul(l, ld(l, buf, V(l, i)), F(l, n->a.momentum)), d));
+		d = ld(l, buf, V(l, i));
+	}
+	st(l, p, V(l, i), sub(l, ld(l, p, V(l, i)), mul(l, V(l, lr), d)));
+	loop_end(l->fn);
+}
+
+/* adam(w): p *= 1 - lr wd; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+ * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
+static void lower_adam(Lower *l, const IrNode *n)
+{
+	const IrNode *p = n->in[0], *g = n->in[1], *m = n->in[2], *v = n->in[3];
+	LoopExpr *t = loop_ctx(l->fn, LC_STEP), *lr = loop_ctx(l->fn, LC_LR);
+	LoopExpr *bc1 = sub(l, f64(l, 1), loop_bin(l->fn, LO_POW, f64(l, n->a.beta1), t));
+	LoopExpr *bc2 = sub(l, f64(l, 1), loop_bin(l->fn, LO_POW, f64(l, n->a.beta2), t));
+	LoopVar *step = loop_local(l->fn, LT_F32, dvd(l, lr, bc1));
+	LoopVar *root = loop_local(l->fn, LT_F32, un(l, LO_SQRT, bc2));
+	LoopVar *decay = n->a.wd > 0 ? loop_local(l->fn, LT_F32, sub(l, f64(l, 1), mul(l, lr, f64(l, n->a.wd)))) : NULL;
+	LoopVar *i = loop_for(l->fn, I(l, 0), I(l, elems(p)));
+	loop_parallel(l->fn);
+	LoopExpr *gi = ld(l, g, V(l, i));
+	if (n->a.wd > 0)
+		st(l, p, V(l, i), mul(l, ld(l, p, V(l, i)), V(l, decay)));
+	st(l, m, V(l, i), add(l, mul(l, ld(l, m, V(l, i)), F(l, n->a.beta1)), mul(l, gi, F(l, 1 - n->a.beta1))));
+	st(l, v, V(l, i), add(l, mul(l, ld(l, v, V(l, i)), F(l, n->a.beta2)), mul(l, mul(l, gi, gi), F(l, 1 - n->a.beta2))));
+	LoopExpr *den = add(l, dvd(l, un(l, LO_SQRT, ld(l, v, V(l, i))), V(l, root)), F(l, n->a.eps));
+	st(l, p, V(l, i), sub(l, ld(l, p, V(l, i)), mul(l, V(l, step), dvd(l, ld(l, m, V(l, i)), den))));
+	loop_end(l->fn);
+}
+
+/* ---- convolution: gather (conv2d), scatter (conv_transpose2d), weight gradient ---- */
+
+/*
+ * One geometry serves the three ops. A big image [B, H, W] and a small one
+ * [S, h, w] meet through a kernel of kh x kw taps: small position (oy, ox)
+ * and tap (ky, kx) meet big position (oy*sh - ph + ky*dh, ox*sw - pw + kx*dw),
+ * with ph, pw the top and left padding; the extents are the nodes' own
+ * shapes, which covers asymmetric "same" padding and output_pad. Big
+ * positions outside the image read as 0 (gather) or are dropped (scatter).
+ * The weight is [S, B/groups, kh, kw] for all three ops.
+ *
+ * Per sample, the column matrix col [B*kh*kw, h*w] holds in row (c, ky, kx)
+ * the big channel c as tap (ky, kx) sees it. Per group, with K = B/groups*kh*kw:
+ *   conv2d            small = w [S/g, K] . col [K, h*w]       (im2col, GEMM)
+ *   conv_transpose2d  col = w^T . small, then col2im          (the adjoint)
+ *   conv_dw           dw [S/g, K] += small [S/g, h*w] . col^T
+ * A 1x1 kernel with stride 1 and no padding needs no columns: the big image
+ * itself is the column matrix. The scratch columns are one buffer shared by
+ * the samples, so those sample loops are not parallel.
+ */
+typedef struct ConvGeom {
+	int64_t big_c, big_h, big_w, small_c, small_h, small_w;
+	int64_t kh, kw, sh, sw, dh, dw, ph, pw, groups;
+} ConvGeom;
+
+static ConvGeom conv_geom(const IrNode *n, const IrNode *small, const IrNode *big)
+{
+	const IrAttrs *a = &n->a;
+	ConvGeom g = { .big_c = big->shape.d[0], .big_h = big->shape.d[1], .big_w = big->shape.d[2],
+		       .small_c = small->shape.d[0], .small_h = small->shape.d[1], .small_w = small->shape.d[2],
+		       .kh = a->kernel[0], .kw = a->kernel[1], .sh = a->stride[0], .sw = a->stride[1],
+		       .dh = a->dilation[0], .dw = a->dilation[1], .ph = a->pad[0], .pw = a->pad[2],
+		       .groups = a->groups > 0 ? a->groups : 1 };
+	return g;
+}
+
+static int64_t small_hw(const ConvGeom *g) { return g->small_h * g->small_w; }
+static int64_t group_k(const ConvGeom *g) { return g->big_c / g->groups * g->kh * g->kw; }	/* K */
+
+/* the big image is its own column matrix */
+static bool conv_direct(const ConvGeom *g)
+{
+	return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
+	       g->big_h == g->small_h && g->big_w == g->small_w;
+}
+
+/* some tap of some small position falls outside the big image along one axis */
+static bool clips_lo(int64_t pad) { return pad > 0; }
+static bool clips_hi(int64_t in, int64_t out, int64_t k, int64_t s, int64_t d, int64_t pad)
+{
+	return (out - 1) * s - pad + (k - 1) * d >= in;
+}
+
+static bool conv_clips(const ConvGeom *g)
+{
+	return clips_lo(g->ph) || clips_lo(g->pw) || clips_hi(g->big_h, g->small_h, g->kh, g->sh, g->dh, g->ph) ||
+	       clips_hi(g->big_w, g->small_w, g->kw, g->sw, g->dw, g->pw);
+}
+
+/* ceil(a / s) for a >= 0 */
+static LoopExpr *ceil_div(Lower *l, LoopExpr *a, int64_t s)
+{
+	return dvd(l, add(l, a, I(l, s - 1)), I(l, s));
+}
+
+/* along one axis, the loop over the small positions o whose big position o*s - pad + k*d
+ * lies in [0, in): ceil((pad - k d) / s) <= o < ceil((in + pad - k d) / s), within [0, out) */
+static LoopVar *tap_loop(Lower *l, LoopVar *k, int64_t in, int64_t out, int64_t kn, int64_t s, int64_t d, int64_t pad)
+{
+	LoopExpr *lo = I(l, 0), *hi = I(l, out);
+	if (clips_lo(pad))
+		lo = ceil_div(l, loop_max(l->fn, sub(l, I(l, pad), mul(l, V(l, k), I(l, d))), I(l, 0)), s);
+	if (clips_hi(in, out, kn, s, d, pad)) {
+		LoopExpr *room = loop_max(l->fn, sub(l, I(l, in + pad), mul(l, V(l, k), I(l, d))), I(l, 0));
+		hi = loop_bin(l->fn, LO_MIN, hi, ceil_div(l, room, s));
+	}
+	return loop_for(l->fn, lo, hi);
+}
+
+/* opens the loops over the column rows (c, ky, kx) and the small positions
+ * (oy, ox) whose big position lies inside the image; *col indexes the
+ * per-sample column matrix, *big the big image of sample s. A channel owns
+ * its rows of col and its plane of the big image: the channel loop is parallel. */
+static void patches_open(Lower *l, const ConvGeom *g, LoopVar *s, LoopExpr **col, LoopExpr **big)
+{
+	LoopVar *c = loop_for_n(l->fn, g->big_c);
+	loop_parallel(l->fn);
+	LoopVar *ky = loop_for_n(l->fn, g->kh), *kx = loop_for_n(l->fn, g->kw);
+	LoopVar *oy = tap_loop(l, ky, g->big_h, g->small_h, g->kh, g->sh, g->dh, g->ph);
+	LoopVar *ox = tap_loop(l, kx, g->big_w, g->small_w, g->kw, g->sw, g->dw, g->pw);
+	LoopExpr *row = add(l, mul(l, add(l, mul(l, V(l, c), I(l, g->kh)), V(l, ky)), I(l, g->kw)), V(l, kx));
+	*col = add(l, mul(l, row, I(l, small_hw(g))), add(l, mul(l, V(l, oy), I(l, g->small_w)), V(l, ox)));
+	LoopExpr *iy = add(l, sub(l, mul(l, V(l, oy), I(l, g->sh)), I(l, g->ph)), mul(l, V(l, ky), I(l, g->dh)));
+	LoopExpr *ix = add(l, sub(l, mul(l, V(l, ox), I(l, g->sw)), I(l, g->pw)), mul(l, V(l, kx), I(l, g->dw)));
+	LoopExpr *plane = add(l, mul(l, V(l, s), I(l, g->big_c)), V(l, c));
+	*big = add(l, mul(l, plane, I(l, g->big_h * g->big_w)), add(l, mul(l, iy, I(l, g->big_w)), ix));
+}
+
+static void patches_close(Lower *l)
+{
+	for (int i = 0; i < 5; i++)
+		loop_end(l->fn);
+}
+
+/* col = the patches of big[s]; taps outside the image read 0 */
+static void im2col(Lower *l, const ConvGeom *g, LoopVar *s, LoopBuf *col, LoopBuf *big)
+{
+	if (conv_clips(g)) {
+		LoopVar *i = loop_for_n(l->fn, col->elems);
+		loop_parallel(l->fn);
+		loop_store(l->fn, col, V(l, i), F(l, 0));
+		loop_end(l->fn);
+	}
+	LoopExpr *ci, *bi;
+	patches_open(l, g, s, &ci, &bi);
+	loop_store(l->fn, col, ci, loop_load(l->fn, big, bi));
+	patches_close(l);
+}
+
+/* the adjoint of im2col: big[s] += every column element at its position; taps outside are dropped */
+static void col2im(Lower *l, const ConvGeom *g, LoopVar *s, LoopBuf *col, LoopBuf *big)
+{
+	LoopExpr *ci, *bi;
+	patches_open(l, g, s, &ci, &bi);
+	loop_store(l->fn, big, bi, add(l, loop_load(l->fn, big, bi), loop_load(l->fn, col, ci)));
+	patches_close(l);
+}
+
+/* a per-call column matrix, shared by the samples */
+static LoopBuf *col_scratch(Lower *l, const IrNode *n, const ConvGeom *g)
+{
+	const char *name = arena_printf(l->m->arena, "%s %s columns %%%d", l->fn->name,
+					n->layer ? n->layer : ir_op_name(n->op), n->id);
+	return loop_new_buf(l->m, name, LT_F32, g->groups * group_k(g) * small_hw(g), false, LB_TEMP);
+}
+
+/* out[s, f, :] = bias[f], or 0 without a bias */
+static void fill_sample(Lower *l, const IrNode *n, LoopVar *s, const IrNode *bias)
+{
+	int64_t c = n->shape.d[0], hw = elems(n) / c;
+	LoopVar *f = loop_for_n(l->fn, c);
+	loop_parallel(l->fn);
+	LoopVar *p = loop_for_n(l->fn, hw);
+	LoopExpr *at = add(l, mul(l, add(l, mul(l, V(l, s), I(l, c)), V(l, f)), I(l, hw)), V(l, p));
+	st(l, n, at, bias ? ld(l, bias, V(l, f)) : F(l, 0));
+	loop_end(l->fn);
+	loop_end(l->fn);
+}
+
+/* the loop over the groups (their GEMMs write disjoint blocks), none for one group */
+static LoopVar *group_open(Lower *l, const ConvGeom *g)
+{
+	if (g->groups == 1)
+		return NULL;
+	LoopVar *gi = loop_for_n(l->fn, g->groups);
+	loop_parallel(l->fn);
+	return gi;
+}
+
+/* gi * stride: the element offset of group gi's block */
+static LoopExpr *group_at(Lower *l, LoopVar *gi, int64_t stride)
+{
+	return gi ? mul(l, V(l, gi), I(l, stride)) : I(l, 0);
+}
+
+static void group_close(Lower *l, LoopVar *gi)
+{
+	if (gi)
+		loop_end(l->fn);
+}
+
+/* the sample loop; parallel only when no scratch columns are shared */
+static LoopVar *sample_open(Lower *l, bool parallel)
+{
+	LoopVar *s = loop_for(l->fn, I(l, 0), loop_n(l->fn));
+	if (parallel)
+		loop_parallel(l->fn);
+	return s;
+}
+
+/* conv2d: y[s] = w . im2col(x[s]) per group, plus bias (filled in first, GEMM adds) */
+static bool lower_conv_gather(Lower *l, const IrNode *n)
+{
+	const IrNode *x = n->in[0], *w = n->in[1], *b = n->nin > 2 ? n->in[2] : NULL;
+	ConvGeom g = conv_geom(n, n, x);
+	bool direct = conv_direct(&g);
+	int64_t sg = g.small_c / g.groups, k = group_k(&g), hw = small_hw(&g);
+	LoopBuf *col = direct ? lower_buf(l, x) : col_scratch(l, n, &g);
+	LoopVar *s = sample_open(l, direct);
+	if (!direct)
+		im2col(l, &g, s, col, lower_buf(l, x));
+	if (b)
+		fill_sample(l, n, s, b);
+	LoopVar *gi = group_open(l, &g);
+	LoopExpr *base = direct ? mul(l, V(l, s), I(l, g.big_c * hw)) : I(l, 0);
+	LoopGemm m = { .m = I(l, sg), .n = I(l, hw), .k = I(l, k), .alpha = 1, .beta = b ? 1 : 0,
+		       .a = lower_buf(l, w), .aoff = group_at(l, gi, sg * k), .lda = I(l, k),
+		       .b = col, .boff = add(l, base, group_at(l, gi, k * hw)), .ldb = I(l, hw),
+		       .c = lower_buf(l, n), .ldc = I(l, hw),
+		       .coff = add(l, mul(l, V(l, s), I(l, g.small_c * hw)), group_at(l, gi, sg * hw)) };
+	loop_gemm(l->fn, &m);
+	group_close(l, gi);
+	loop_end(l->fn);
+	return true;
+}
+
+/* conv_transpose2d: y[s] = col2im(w^T . x[s]) per group, plus bias (col2im adds
+ * into the bias, or into 0; a direct GEMM writes y[s] itself) */
+static bool lower_conv_scatter(Lower *l, const IrNode *n)
+{
+	const IrNode *x = n->in[0], *w = n->in[1], *b = n->nin > 2 ? n->in[2] : NULL;
+	ConvGeom g = conv_geom(n, x, n);
+	bool direct = conv_direct(&g);
+	int64_t sg = g.small_c / g.groups, k = group_k(&g), hw = small_hw(&g);
+	LoopBuf *col = direct ? lower_buf(l, n) : col_scratch(l, n, &g);
+	LoopVar *s = sample_open(l, direct);
+	if (b || !direct)
+		fill_sample(l, n, s, b);
+	LoopVar *gi = group_open(l, &g);
+	LoopExpr *base = direct ? mul(l, V(l, s), I(l, g.big_c * hw)) : I(l, 0);
+	LoopGemm m = { .ta = 1, .m = I(l, k), .n = I(l, hw), .k = I(l, sg), .alpha = 1, .beta = direct && b ? 1 : 0,
+		       .a = lower_buf(l, w), .aoff = group_at(l, gi, sg * k), .lda = I(l, k),
+		       .b = lower_buf(l, x), .ldb = I(l, hw),
+		       .boff = add(l, mul(l, V(l, s), I(l, g.small_c * hw)), group_at(l, gi, sg * hw)),
+		       .c = col, .coff = add(l, base, group_at(l, gi, k * hw)), .ldc = I(l, hw) };
+	loop_gemm(l->fn, &m);
+	group_close(l, gi);
+	if (!direct)
+		col2im(l, &g, s, col, lower_buf(l, n));
+	loop_end(l->fn);
+	return true;
+}
+
+/* conv_dw: dw = sum over samples of small[s] . im2col(big[s])^T per group;
+ * zeroed first, then every sample's GEMM adds (so the sample loop is serial) */
+static bool lower_conv_dw(Lower *l, const IrNode *n)
+{
+	const IrNode *small = n->in[0], *big = n->in[1];
+	ConvGeom g = conv_geom(n, small, big);
+	bool direct = conv_direct(&g);
+	int64_t sg = g.small_c / g.groups, k = group_k(&g), hw = small_hw(&g);
+	LoopBuf *col = direct ? lower_buf(l, big) : col_scratch(l, n, &g);
+	LoopVar *i = loop_for_n(l->fn, elems(n));
+	loop_parallel(l->fn);
+	st(l, n, V(l, i), F(l, 0));
+	loop_end(l->fn);
+	LoopVar *s = sample_open(l, false);
+	if (!direct)
+		im2col(l, &g, s, col, lower_buf(l, big));
+	LoopVar *gi = group_open(l, &g);
+	LoopExpr *base = direct ? mul(l, V(l, s), I(l, g.big_c * hw)) : I(l, 0);
+	LoopGemm m = { .tb = 1, .m = I(l, sg), .n = I(l, k), .k = I(l, hw), .alpha = 1, .beta = 1,
+		       .a = lower_buf(l, small), .lda = I(l, hw),
+		       .aoff = add(l, mul(l, V(l, s), I(l, g.small_c * hw)), group_at(l, gi, sg * hw)),
+		       .b = col, .boff = add(l, base, group_at(l, gi, k * hw)), .ldb = I(l, hw),
+		       .c = lower_buf(l, n), .coff = group_at(l, gi, sg * k), .ldc = I(l, k) };
+	loop_gemm(l->fn, &m);
+	group_close(l, gi);
+	loop_end(l->fn);
+	return true;
+}
+
+/* channel_sum: out[c] = sum over samples and positions of g[s, c, ...], in double;
+ * a channel per iteration, so each output element has one writer */
+static bool lower_channel_sum(Lower *l, const IrNode *n)
+{
+	const IrNode *g = n->in[0];
+	int64_t c = elems(n), rest = elems(g) / c;
+	LoopVar *ch = loop_for_n(l->fn, c);
+	loop_parallel(l->fn);
+	LoopVar *acc = loop_local(l->fn, LT_F64, loop_f64(l->fn, 0));
+	LoopVar *s = loop_for(l->fn, I(l, 0), g->batched ? loop_n(l->fn) : I(l, 1));
+	LoopVar *p = loop_for_n(l->fn, rest);
+	LoopExpr *at = add(l, mul(l, add(l, mul(l, V(l, s), I(l, c)), V(l, ch)), I(l, rest)), V(l, p));
+	loop_set(l->fn, acc, add(l, V(l, acc), ld(l, g, at)));
+	loop_end(l->fn);
+	loop_end(l->fn);
+	st(l, n, V(l, ch), V(l, acc));
+	loop_end(l->fn);
+	return true;
+}
+
+/* ---- pooling, batchnorm, concat, up-sampling ---- */
+
+/*
+ * Images are [N, C, H, W] row-major, so the n*C planes of H*W elements are
+ * contiguous: plane p = sample * C + channel starts at element p*H*W. Each
+ * kernel below writes only its own plane (or channel), so that loop runs in
+ * parallel; the backward scatters overlap within a plane, never across planes.
+ */
+static LoopVar *planes_open(Lower *l, const IrNode *img)
+{
+	LoopVar *p = loop_for(l->fn, I(l, 0), mul(l, loop_n(l->fn), I(l, img->shape.d[0])));
+	loop_parallel(l->fn);
+	return p;
+}
+
+/* element (y, x) of plane p of img [N, C, H, W] */
+static LoopExpr *plane_at(Lower *l, const IrNode *img, LoopVar *p, LoopExpr *y, LoopExpr *x)
+{
+	int64_t w = img->shape.d[2];
+	return add(l, mul(l, V(l, p), I(l, img->shape.d[1] * w)), add(l, mul(l, y, I(l, w)), x));
+}
+
+/* PyTorch's window of pooling output (oy, ox) over the input img: rows [y0, y1) and columns
+ * [x0, x1) inside the input, and avgpool's divisor with count_include_pad: the window clipped
+ * to the padded input, (min(ys + kh, H + pad) - ys) * (...), as PyTorch computes it per window */
+typedef struct PoolWin {
+	LoopExpr *y0, *y1, *x0, *x1;
+	LoopExpr *div;		/* F32 */
+} PoolWin;
+
+static PoolWin pool_win(Lower *l, const IrAttrs *a, const IrNode *img, LoopVar *oy, LoopVar *ox)
+{
+	int64_t h = img->shape.d[1], w = img->shape.d[2];
+	LoopExpr *ys = sub(l, mul(l, V(l, oy), I(l, a->stride[0])), I(l, a->pad[0]));
+	LoopExpr *xs = sub(l, mul(l, V(l, ox), I(l, a->stride[1])), I(l, a->pad[2]));
+	LoopExpr *ye = loop_bin(l->fn, LO_MIN, add(l, ys, I(l, a->kernel[0])), I(l, h + a->pad[1]));
+	LoopExpr *xe = loop_bin(l->fn, LO_MIN, add(l, xs, I(l, a->kernel[1])), I(l, w + a->pad[3]));
+	return (PoolWin){ .y0 = loop_max(l->fn, ys, I(l, 0)), .y1 = loop_bin(l->fn, LO_MIN, ye, I(l, h)),
+			  .x0 = loop_max(l->fn, xs, I(l, 0)), .x1 = loop_bin(l->fn, LO_MIN, xe, I(l, w)),
+			  .div = loop_cvt(l->fn, LT_F32, mul(l, sub(l, ye, ys), sub(l, xe, xs))) };
+}
+
+/* opens the loops over the window's cells inside the input; returns the cell's element */
+static LoopExpr *win_open(Lower *l, const PoolWin *win, const IrNode *img, LoopVar *p)
+{
+	LoopVar *y = loop_for(l->fn, win->y0, win->y1);
+	LoopVar *x = loop_for(l->fn, win->x0, win->x1);
+	return plane_at(l, img, p, V(l, y), V(l, x));
+}
+
+static void win_close(Lower *l)
+{
+	loop_end(l->fn);
+	loop_end(l->fn);
+}
+
+/* the window's maximum and (at != NULL) the element of its first maximum in row-major order, as
+ * PyTorch's CPU kernel: a cell wins when above the best so far or NaN; padding (-inf) never wins,
+ * so only cells inside the input are read, and a window of -inf keeps its first cell */
+static LoopVar *win_max(Lower *l, const PoolWin *win, const IrNode *x, LoopVar *p, LoopVar **at)
+{
+	LoopVar *mx = loop_local(l->fn, LT_F32, F(l, -INFINITY));
+	if (at)
+		*at = loop_local(l->fn, LT_I64, plane_at(l, x, p, win->y0, win->x0));
+	LoopExpr *cell = win_open(l, win, x, p), *v = ld(l, x, cell);
+	LoopExpr *wins = loop_bin(l->fn, LO_OR, loop_bin(l->fn, LO_GT, v, V(l, mx)), loop_bin(l->fn, LO_NE, v, v));
+	if (at)		/* before mx changes: wins reads it */
+		loop_set(l->fn, *at, sel(l, wins, cell, V(l, *at)));
+	loop_set(l->fn, mx, sel(l, wins, v, V(l, mx)));
+	win_close(l);
+	return mx;
+}
+
+/* global_avgpool: out[p] = the mean of plane p, summed in double */
+static void lower_global_avgpool(Lower *l, const IrNode *n)
+{
+	const IrNode *x = n->in[0];
+	int64_t hw = x->shape.d[1] * x->shape.d[2];
+	LoopVar *p = planes_open(l, x);
+	LoopVar *sum = loop_local(l->fn, LT_F64, f64(l, 0));
+	LoopVar *i = loop_for_n(l->fn, hw);
+	loop_set(l->fn, sum, add(l, V(l, sum), ld(l, x, add(l, mul(l, V(l, p), I(l, hw)), V(l, i)))));
+	loop_end(l->fn);
+	st(l, n, V(l, p), dvd(l, V(l, sum), f64(l, (double)hw)));
+	loop_end(l->fn);
+}
+
+/* maxpool: the window's maximum; avgpool: its sum (float, as PyTorch) over the divisor */
+static bool lower_pool(Lower *l, const IrNode *n)		/* maxpool, avgpool, global_avgpool */
+{
+	const IrNode *x = n->in[0];
+	if (n->op == IR_GLOBAL_AVGPOOL) {
+		lower_global_avgpool(l, n);
+		return true;
+	}
+	LoopVar *p = planes_open(l, n);
+	LoopVar *oy = loop_for_n(l->fn, n->shape.d[1]);
+	LoopVar *ox = loop_for_n(l->fn, n->shape.d[2]);
+	PoolWin win = pool_win(l, &n->a, x, oy, ox);
+	LoopExpr *v;
+	if (n->op == IR_MAXPOOL) {
+		v = V(l, win_max(l, &win, x, p, NULL));
+	} else {
+		LoopVar *sum = loop_local(l->fn, LT_F32, F(l, 0));
+		LoopExpr *cell = win_open(l, &win, x, p);
+		loop_set(l->fn, sum, add(l, V(l, sum), ld(l, x, cell)));
+		win_close(l);
+		v = dvd(l, V(l, sum), win.div);
+	}
+	st(l, n, plane_at(l, n, p, V(l, oy), V(l, ox)), v);
+	loop_end(l->fn);
+	loop_end(l->fn);
+	loop_end(l->fn);
+	return true;
+}
+
+/* maxpool: dx = 0, then each window's g to its first maximum (overlapping windows add up);
+ * avgpool: dx = 0, then g / divisor to each of the window's cells inside the input;
+ * global_avgpool: dx = g / (H*W) everywhere. n has the input's shape, n->in[0] is g. */
+static bool lower_pool_bwd(Lower *l, const IrNode *n)	/* their gradients */
+{
+	const IrNode *g = n->in[0];
+	int64_t hw = n->shape.d[1] * n->shape.d[2];
+	LoopVar *p = planes_open(l, n);
+	LoopVar *i = loop_for_n(l->fn, hw);
+	LoopExpr *at = add(l, mul(l, V(l, p), I(l, hw)), V(l, i));
+	st(l, n, at, n->op == IR_GLOBAL_AVGPOOL_BWD ? dvd(l, ld(l, g, V(l, p)), F(l, (double)hw)) : F(l, 0));
+	loop_end(l->fn);
+	if (n->op == IR_GLOBAL_AVGPOOL_BWD) {
+		loop_end(l->fn);
+		return true;
+	}
+	LoopVar *oy = loop_for_n(l->fn, g->shape.d[1]);
+	LoopVar *ox = loop_for_n(l->fn, g->shape.d[2]);
+	PoolWin win = pool_win(l, &n->a, n, oy, ox);
+	LoopExpr *gv = ld(l, g, plane_at(l, g, p, V(l, oy), V(l, ox)));
+	if (n->op == IR_MAXPOOL_BWD) {
+		LoopVar *arg;
+		win_max(l, &win, n->in[1], p, &arg);
+		st(l, n, V(l, arg), add(l, ld(l, n, V(l, arg)), gv));
+	} else {
+		LoopVar *d = loop_local(l->fn, LT_F32, dvd(l, gv, win.div));
+		LoopExpr *cell = win_open(l, &win, n, p);
+		st(l, n, cell, add(l, ld(l, n, cell), V(l, d)));
+		win_close(l);
+	}
+	loop_end(l->fn);
+	loop_end(l->fn);
+	loop_end(l->fn);
+	return true;
+}
+
+/*
+ * Batchnorm sees its input x as [N, C, P] with P = 1 for [C] and H*W for
+ * [C, H, W]; statistics run per channel over the M = n*P values of the
+ * samples and positions. Every kernel loops over channels in parallel (each
+ * writes its channel's elements), then over samples and positions.
+ */
+static LoopExpr *bn_at(Lower *l, const IrNode *x, LoopVar *s, LoopVar *c, LoopVar *p)
+{
+	int64_t ch = x->shape.d[0];
+	return add(l, mul(l, add(l, mul(l, V(l, s), I(l, ch)), V(l, c)), I(l, elems(x) / ch)), V(l, p));
+}
+
+/* opens the loops over the samples (returned) and positions (*p) of one channel */
+static LoopVar *bn_open(Lower *l, const IrNode *x, LoopVar **p)
+{
+	LoopVar *s = loop_for(l->fn, I(l, 0), loop_n(l->fn));
+	*p = loop_for_n(l->fn, elems(x) / x->shape.d[0]);
+	return s;
+}
+
+static void bn_close(Lower *l)
+{
+	loop_end(l->fn);
+	loop_end(l->fn);
+}
+
+static LoopExpr *bn_count(Lower *l, const IrNode *x)	/* M, F64 */
+{
+	return loop_cvt(l->fn, LT_F64, mul(l, loop_n(l->fn), I(l, elems(x) / x->shape.d[0])));
+}
+
+/* channel c's batch mean and sum of squared deviations, in double, in two passes as PyTorch */
+static void bn_stats(Lower *l, const IrNode *x, LoopVar *c, LoopVar **mean, LoopVar **ssd)
+{
+	LoopVar *p;
+	*mean = loop_local(l->fn, LT_F64, f64(l, 0));
+	LoopVar *s = bn_open(l, x, &p);
+	loop_set(l->fn, *mean, add(l, V(l, *mean), ld(l, x, bn_at(l, x, s, c, p))));
+	bn_close(l);
+	loop_set(l->fn, *mean, dvd(l, V(l, *mean), bn_count(l, x)));
+	*ssd = loop_local(l->fn, LT_F64, f64(l, 0));
+	s = bn_open(l, x, &p);
+	LoopExpr *d = sub(l, ld(l, x, bn_at(l, x, s, c, p)), V(l, *mean));
+	loop_set(l->fn, *ssd, add(l, V(l, *ssd), mul(l, d, d)));
+	bn_close(l);
+}
+
+/* 1 / sqrt(ssd / M + eps) with the biased variance, rounded to float as PyTorch saves it */
+static LoopVar *bn_invstd(Lower *l, const IrNode *x, double eps, LoopVar *ssd)
+{
+	LoopExpr *var = dvd(l, V(l, ssd), bn_count(l, x));
+	return loop_local(l->fn, LT_F32, dvd(l, f64(l, 1), un(l, LO_SQRT, add(l, var, f64(l, eps)))));
+}
+
+/* y = x * alpha + beta with alpha = w * invstd, beta = b - mean * alpha per channel, as
+ * PyTorch's CPU kernel; mean and variance are the running ones (batchnorm, inference) or
+ * the batch's, with the biased variance (batchnorm_train) */
+static bool lower_batchnorm(Lower *l, const IrNode *n)	/* batchnorm (running statistics), batchnorm_train */
+{
+	const IrNode *x = n->in[0];
+	LoopVar *c = loop_for_n(l->fn, x->shape.d[0]);
+	loop_parallel(l->fn);
+	LoopVar *mean, *invstd;
+	if (n->op == IR_BATCHNORM_TRAIN) {
+		LoopVar *ssd;
+		bn_stats(l, x, c, &mean, &ssd);
+		invstd = bn_invstd(l, x, n->a.eps, ssd);
+	} else {
+		mean = loop_local(l->fn, LT_F32, ld(l, n->in[3], V(l, c)));
+		invstd = loop_local(l->fn, LT_F32, dvd(l, F(l, 1), un(l, LO_SQRT, add(l, ld(l, n->in[4], V(l, c)),
+										  F(l, n->a.eps)))));
+	}
+	LoopVar *alpha = loop_local(l->fn, LT_F32, mul(l, V(l, invstd), ld(l, n->in[1], V(l, c))));
+	LoopVar *beta = loop_local(l->fn, LT_F32, sub(l, ld(l, n->in[2], V(l, c)),
+						      mul(l, loop_cvt(l->fn, LT_F32, V(l, mean)), V(l, alpha))));
+	LoopVar *p, *s = bn_open(l, x, &p);
+	LoopExpr *at = bn_at(l, x, s, c, p);
+	st(l, n, at, add(l, mul(l, ld(l, x, at), V(l, alpha)), V(l, beta)));
+	bn_close(l);
+	loop_end(l->fn);
+	return true;
+}
+
+/* running = (1 - momentum) running + momentum batch, in double, with the unbiased variance
+ * ssd / (M - 1) as PyTorch (which refuses M = 1 in training; here M - 1 is at least 1) */
+static void bn_update(Lower *l, const IrNode *n, LoopVar *c, LoopVar *mean, LoopVar *ssd)
+{
+	const IrNode *rm = n->in[1], *rv = n->in[2];
+	double mom = n->a.momentum;
+	LoopExpr *unbiased = dvd(l, V(l, ssd), loop_max(l->fn, sub(l, bn_count(l, n->in[0]), f64(l, 1)), f64(l, 1)));
+	st(l, rm, V(l, c), add(l, mul(l, f64(l, mom), V(l, mean)), mul(l, f64(l, 1 - mom), ld(l, rm, V(l, c)))));
+	st(l, rv, V(l, c), add(l, mul(l, f64(l, mom), unbiased), mul(l, f64(l, 1 - mom), ld(l, rv, V(l, c)))));
+}
+
+/* as PyTorch's CPU backward, with the batch's mean and invstd: dotp = sum (x - mean) g (double);
+ * dw = dotp invstd; dx = (g - sum(g) / M - (x - mean) dotp invstd^2 / M) invstd w */
+static void bn_grads(Lower *l, const IrNode *n, LoopVar *c, LoopVar *mean, LoopVar *ssd)
+{
+	const IrNode *g = n->in[0], *x = n->in[1];
+	bool dx = n->op == IR_BN_DX;
+	LoopVar *invstd = bn_invstd(l, x, n->a.eps, ssd);
+	LoopVar *dot = loop_local(l->fn, LT_F64, f64(l, 0));
+	LoopVar *sum = dx ? loop_local(l->fn, LT_F64, f64(l, 0)) : NULL;
+	LoopVar *p, *s = bn_open(l, x, &p);
+	LoopExpr *at = bn_at(l, x, s, c, p);
+	loop_set(l->fn, dot, add(l, V(l, dot), mul(l, sub(l, ld(l, x, at), V(l, mean)), ld(l, g, at))));
+	if (dx)
+		loop_set(l->fn, sum, add(l, V(l, sum), ld(l, g, at)));
+	bn_close(l);
+	if (!dx) {
+		st(l, n, V(l, c), mul(l, V(l, dot), V(l, invstd)));
+		return;
+	}
+	LoopVar *k = loop_local(l->fn, LT_F32, dvd(l, mul(l, V(l, dot), mul(l, V(l, invstd), V(l, invstd))), bn_count(l, x)));
+	LoopVar *gmean = loop_local(l->fn, LT_F32, dvd(l, V(l, sum), bn_count(l, x)));
+	LoopVar *m32 = loop_local(l->fn, LT_F32, V(l, mean));
+	LoopVar *w = loop_local(l->fn, LT_F32, ld(l, n->in[2], V(l, c)));
+	s = bn_open(l, x, &p);
+	at = bn_at(l, x, s, c, p);
+	LoopExpr *centered = mul(l, sub(l, ld(l, x, at), V(l, m32)), V(l, k));
+	st(l, n, at, mul(l, mul(l, sub(l, sub(l, ld(l, g, at), V(l, gmean)), centered), V(l, invstd)), V(l, w)));
+	bn_close(l);
+}
+
+static bool lower_batchnorm_bwd(Lower *l, const IrNode *n)	/* batchnorm_dx, batchnorm_dw, bn_running_update */
+{
+	const IrNode *x = n->in[n->op == IR_BN_UPDATE ? 0 : 1];
+	LoopVar *c = loop_for_n(l->fn, x->shape.d[0]);
+	loop_parallel(l->fn);
+	LoopVar *mean, *ssd;
+	bn_stats(l, x, c, &mean, &ssd);
+	if (n->op == IR_BN_UPDATE)
+		bn_update(l, n, c, mean, ssd);	/* writes the buffers in place; n's own value is unused */
+	else
+		bn_grads(l, n, c, mean, ssd);
+	loop_end(l->fn);
+	return true;
+}
+
+/* for every sample: len elements of dst from dst_at on = those of src from src_at on */
+static void copy_span(Lower *l, const IrNode *dst, int64_t dst_at, const IrNode *src, int64_t src_at, int64_t len)
+{
+	LoopVar *s = loop_for(l->fn, I(l, 0), loop_n(l->fn));
+	loop_parallel(l->fn);
+	LoopVar *j = loop_for_n(l->fn, len);
+	LoopExpr *to = add(l, mul(l, V(l, s), I(l, elems(dst))), add(l, I(l, dst_at), V(l, j)));
+	LoopExpr *from = add(l, mul(l, V(l, s), I(l, elems(src))), add(l, I(l, src_at), V(l, j)));
+	st(l, dst, to, ld(l, src, from));
+	loop_end(l->fn);
+	loop_end(l->fn);
+}
+
+/* channels are the first per-sample axis, so a sample's channels [a, b) are one contiguous run:
+ * concat copies each input to its offset, slice copies channels [units, units + C) back out */
+static bool lower_concat(Lower *l, const IrNode *n)		/* concat, slice */
+{
+	if (n->op == IR_SLICE) {
+		const IrNode *g = n->in[0];
+		copy_span(l, n, 0, g, n->a.units * (elems(g) / g->shape.d[0]), elems(n));
+		return true;
+	}
+	int64_t at = 0;
+	for (int k = 0; k < n->nin; k++) {
+		copy_span(l, n, at, n->in[k], 0, elems(n->in[k]));
+		at += elems(n->in[k]);
+	}
+	return true;
+}
+
+/* bilinear with align_corners=False along one axis, as PyTorch's upsample_bilinear2d (in float):
+ * the source coordinate (o + 0.5) * (1/scale) - 0.5 clamped at 0, i0 its floor, i1 = i0 + 1 unless
+ * i0 is the last, weights l0 = 1 - l1 and l1 = the fraction */
+typedef struct Lerp {
+	LoopVar *i0, *i1, *l0, *l1;
+} Lerp;
+
+static Lerp lerp_axis(Lower *l, LoopVar *o, int scale, int64_t in)
+{
+	LoopExpr *src = sub(l, mul(l, F(l, 1.0 / scale), add(l, loop_cvt(l->fn, LT_F32, V(l, o)), F(l, 0.5))), F(l, 0.5));
+	LoopVar *at = loop_local(l->fn, LT_F32, loop_max(l->fn, src, F(l, 0)));
+	Lerp r;
+	r.i0 = loop_local(l->fn, LT_I64, V(l, at));	/* truncation: the floor of a coordinate >= 0 */
+	r.i1 = loop_local(l->fn, LT_I64, add(l, V(l, r.i0), sel(l, loop_bin(l->fn, LO_LT, V(l, r.i0), I(l, in - 1)),
+							       I(l, 1), I(l, 0))));
+	r.l1 = loop_local(l->fn, LT_F32, sub(l, V(l, at), loop_cvt(l->fn, LT_F32, V(l, r.i0))));
+	r.l0 = loop_local(l->fn, LT_F32, sub(l, F(l, 1), V(l, r.l1)));
+	return r;
+}
+
+/* nearest: dx[y, x] = the sum of g over its sh x sw block, a gather in PyTorch's order;
+ * bilinear: dx = 0, then each g scattered with the forward's four weights. n has x's shape. */
+static void lower_upsample_bwd(Lower *l, const IrNode *n)
+{
+	const IrNode *g = n->in[0];
+	int sh = n->a.up[0], sw = n->a.up[1];
+	LoopVar *p = planes_open(l, n);
+	if (n->a.mode == UP_NEAREST) {
+		LoopVar *y = loop_for_n(l->fn, n->shape.d[1]), *x = loop_for_n(l->fn, n->shape.d[2]);
+		LoopVar *sum = loop_local(l->fn, LT_F32, F(l, 0));
+		LoopVar *dy = loop_for_n(l->fn, sh), *dx = loop_for_n(l->fn, sw);
+		LoopExpr *gy = add(l, mul(l, V(l, y), I(l, sh)), V(l, dy)), *gx = add(l, mul(l, V(l, x), I(l, sw)), V(l, dx));
+		loop_set(l->fn, sum, add(l, V(l, sum), ld(l, g, plane_at(l, g, p, gy, gx))));
+		loop_end(l->fn);
+		loop_end(l->fn);
+		st(l, n, plane_at(l, n, p, V(l, y), V(l, x)), V(l, sum));
+		loop_end(l->fn);
+		loop_end(l->fn);
+		loop_end(l->fn);
+		return;
+	}
+	int64_t hw = n->shape.d[1] * n->shape.d[2];
+	LoopVar *i = loop_for_n(l->fn, hw);
+	st(l, n, add(l, mul(l, V(l, p), I(l, hw)), V(l, i)), F(l, 0));
+	loop_end(l->fn);
+	LoopVar *oy = loop_for_n(l->fn, g->shape.d[1]);
+	Lerp ly = lerp_axis(l, oy, sh, n->shape.d[1]);
+	LoopVar *ox = loop_for_n(l->fn, g->shape.d[2]);
+	Lerp lx = lerp_axis(l, ox, sw, n->shape.d[2]);
+	LoopVar *gv = loop_local(l->fn, LT_F32, ld(l, g, plane_at(l, g, p, V(l, oy), V(l, ox))));
+	LoopVar *ys[2] = { ly.i0, ly.i1 }, *xs[2] = { lx.i0, lx.i1 };
+	LoopVar *wy[2] = { ly.l0, ly.l1 }, *wx[2] = { lx.l0, lx.l1 };
+	for (int a = 0; a < 2; a++)
+		for (int b = 0; b < 2; b++) {	/* i0 and i1 coincide at the last row or column: += */
+			LoopExpr *at = plane_at(l, n, p, V(l, ys[a]), V(l, xs[b]));
+			st(l, n, at, add(l, ld(l, n, at), mul(l, mul(l, V(l, wy[a]), V(l, wx[b])), V(l, gv))));
+		}
+	loop_end(l->fn);
+	loop_end(l->fn);
+	loop_end(l->fn);
+}
+
+/* nearest: out[y, x] = in[y / sh, x / sw]; bilinear: the four neighbours weighted as
+ * PyTorch, (in[y0, x0] lx0 + in[y0, x1] lx1) ly0 + (in[y1, x0] lx0 + in[y1, x1] lx1) ly1 */
+static bool lower_upsample(Lower *l, const IrNode *n)		/* upsample, upsample_bwd */
+{
+	if (n->op == IR_UPSAMPLE_BWD) {
+		lower_upsample_bwd(l, n);
+		return true;
+	}
+	const IrNode *x = n->in[0];
+	int sh = n->a.up[0], sw = n->a.up[1];
+	LoopVar *p = planes_open(l, n);
+	LoopVar *oy = loop_for_n(l->fn, n->shape.d[1]);
+	LoopExpr *v;
+	LoopVar *ox;
+	if (n->a.mode == UP_NEAREST) {
+		ox = loop_for_n(l->fn, n->shape.d[2]);
+		v = ld(l, x, plane_at(l, x, p, dvd(l, V(l, oy), I(l, sh)), dvd(l, V(l, ox), I(l, sw))));
+	} else {
+		Lerp ly = lerp_axis(l, oy, sh, x->shape.d[1]);
+		ox = loop_for_n(l->fn, n->shape.d[2]);
+		Lerp lx = lerp_axis(l, ox, sw, x->shape.d[2]);
+		LoopExpr *row[2];
+		for (int a = 0; a < 2; a++) {
+			LoopVar *y = a ? ly.i1 : ly.i0;
+			row[a] = add(l, mul(l, ld(l, x, plane_at(l, x, p, V(l, y), V(l, lx.i0))), V(l, lx.l0)),
+				     mul(l, ld(l, x, plane_at(l, x, p, V(l, y), V(l, lx.i1))), V(l, lx.l1)));
+		}
+		v = add(l, mul(l, row[0], V(l, ly.l0)), mul(l, row[1], V(l, ly.l1)));
+	}
+	st(l, n, plane_at(l, n, p, V(l, oy), V(l, ox)), v);
+	loop_end(l->fn);
+	loop_end(l->fn);
+	loop_end(l->fn);
+	return true;
+}
+
+/* ---- dispatch ---- */
+
+static MapFn map_fn(IrOp op)
+{
+	switch (op) {
+	case IR_RELU: return f_relu;
+	case IR_LEAKY_RELU: return f_leaky;
+	case IR_ELU: return f_elu;
+	case IR_SIGMOID: return f_sigmoid;
+	case IR_TANH: return f_tanh;
+	case IR_SOFTPLUS: return f_softplus;
+	case IR_GELU: return f_gelu;
+	case IR_SCALE: return f_scale;
+	case IR_SCALE_BY: return f_scale_by;
+	case IR_DROPOUT: return f_copy;
+	case IR_DROPOUT_MASK: return f_mask;
+	case IR_RELU_BWD: return b_relu;
+	case IR_LEAKY_RELU_BWD: return b_leaky;
+	case IR_ELU_BWD: return b_elu;
+	case IR_SIGMOID_BWD: return b_sigmoid;
+	case IR_TANH_BWD: return b_tanh;
+	case IR_SOFTPLUS_BWD: return b_softplus;
+	case IR_GELU_BWD: return b_gelu;
+	case IR_L1_BWD: return b_l1;
+	default: return NULL;
+	}
+}
+
+static bool lower_node(Lower *l, const IrNode *n)
+{
+	MapFn fn = map_fn(n->op);
+	if (fn) {
+		map(l, n, fn);
+		return true;
+	}
+	switch (n->op) {
+	case IR_INPUT:
+	case IR_TARGET:
+	case IR_PARAM:
+	case IR_BUFFER:
+	case IR_OPT_STATE:
+	case IR_FLATTEN:
+	case IR_RESHAPE:
+		lower_buf(l, n);	/* no kernel: arguments, persistent state, or views */
+		return true;
+	case IR_CONST:
+		st(l, n, I(l, 0), F(l, n->a.scale));
+		return true;
+	case IR_ADD:
+	case IR_MUL: lower_binary(l, n); return true;
+	case IR_REDUCE_TO: lower_reduce_to(l, n); return true;
+	case IR_DENSE: lower_dense(l, n); return true;
+	case IR_DENSE_DX: lower_dense_dx(l, n); return true;
+	case IR_DENSE_DW: lower_dense_dw(l, n); return true;
+	case IR_BATCH_SUM: lower_batch_sum(l, n); return true;
+	case IR_SOFTMAX:
+	case IR_LOG_SOFTMAX: lower_softmax(l, n); return true;
+	case IR_SOFTMAX_BWD:
+	case IR_LOG_SOFTMAX_BWD: lower_softmax_bwd(l, n); return true;
+	case IR_CROSS_ENTROPY: lower_cross_entropy(l, n); return true;
+	case IR_CROSS_ENTROPY_BWD: lower_cross_entropy_bwd(l, n); return true;
+	case IR_BCE:
+	case IR_MSE:
+	case IR_MAE:
+	case IR_RMSE: lower_mean_loss(l, n); return true;
+	case IR_BCE_BWD:
+	case IR_MSE_BWD:
+	case IR_MAE_BWD:
+	case IR_RMSE_BWD: lower_loss_bwd(l, n); return true;
+	case IR_SUMSQ:
+	case IR_SUMABS: lower_reduce_scalar(l, n); return true;
+	case IR_SGD_STEP: lower_sgd(l, n); return true;
+	case IR_ADAGRAD_STEP: lower_adagrad(l, n); return true;
+	case IR_RMSPROP_STEP: lower_rmsprop(l, n); return true;
+	case IR_ADAM_STEP: lower_adam(l, n); return true;
+	case IR_CONV2D: return lower_conv_gather(l, n);
+	case IR_CONV_T2D: return lower_conv_scatter(l, n);
+	case IR_CONV_DW: return lower_conv_dw(l, n);
+	case IR_CHANNEL_SUM: return lower_channel_sum(l, n);
+	case IR_MAXPOOL:
+	case IR_AVGPOOL:
+	case IR_GLOBAL_AVGPOOL: return lower_pool(l, n);
+	case IR_MAXPOOL_BWD:
+	case IR_AVGPOOL_BWD:
+	case IR_GLOBAL_AVGPOOL_BWD: return lower_pool_bwd(l, n);
+	case IR_BATCHNORM:
+	case IR_BATCHNORM_TRAIN: return lower_batchnorm(l, n);
+	case IR_BN_DX:
+	case IR_BN_DW:
+	case IR_BN_UPDATE: return lower_batchnorm_bwd(l, n);
+	case IR_CONCAT:
+	case IR_SLICE: return lower_concat(l, n);
+	case IR_UPSAMPLE:
+	case IR_UPSAMPLE_BWD: return lower_upsample(l, n);
+	default: return false;
+	}
+}
+
+/* nodes the roots depend on */
+static bool *needed(const IrGraph *g, IrNode *const *roots, int nroots)
+{
+	bool *need = arena_alloc(g->arena, (size_t)g->nnodes + 1);
+	for (int i = 0; i < nroots; i++)
+		if (roots[i])
+			need[roots[i]->id] = true;
+	for (int i = g->nnodes - 1; i >= 0; i--)
+		for (int k = 0; need[i] && k < g->nodes[i]->nin; k++)
+			need[g->nodes[i]->in[k]->id] = true;
+	return need;
+}
+
+/* copies the first output into the out argument */
+static void copy_out(Lower *l, const IrNode *o)
+{
+	LoopBuf *out = loop_find_buf(l->m, "out");
+	if (!out)
+		out = loop_new_buf(l->m, "out", LT_F32, elems(o), true, LB_ARG_OUT);
+	LoopVar *i = loop_for(l->fn, I(l, 0), total(l, o));
+	loop_store(l->fn, out, V(l, i), ld(l, o, V(l, i)));
+	loop_end(l->fn);
+}
+
+static bool lower_fn(Lower *l, const IrGraph *g, const char *name, IrNode *const *roots, int nroots)
+{
+	l->g = g;
+	l->fn = loop_new_fn(l->m, name);
+	l->buf = arena_alloc(l->m->arena, sizeof(LoopBuf *) * (size_t)(g->nnodes + 1));
+	bool *need = needed(g, roots, nroots);
+	for (int i = 0; i < g->nnodes; i++) {
+		const IrNode *n = g->nodes[i];
+		if (!need[i])
+			continue;
+		if (!lower_node(l, n)) {
+			diag_error(n->loc, "nnc cannot generate code for %s yet", ir_op_name(n->op));
+			diag_hint("this layer is checked and summarized, but code generation for it comes in a later version");
+			return false;
+		}
+	}
+	if (g->noutputs)
+		copy_out(l, g->outputs[0]);
+	if (g->loss && need[g->loss->id])
+		l->fn->result = lower_buf(l, g->loss);
+	return true;
+}
+
+static void set_meta(LoopMeta *mm, const Model *model, const IrGraph *g, const char *source)
+{
+	const TrainConfig *t = &model->train;
+	mm->name = model->name;
+	mm->source = source;
+	for (int i = 0; i < g->nnodes; i++) {
+		const IrNode *n = g->nodes[i];
+		if (n->op == IR_INPUT && !mm->in_elems) {
+			mm->in_elems = ir_numel(n);
+			mm->in_rank = n->shape.rank;
+			for (int k = 0; k < n->shape.rank; k++)
+				mm->in_shape[k] = n->shape.d[k];
+		} else if (n->op == IR_TARGET && !mm->target_elems) {
+			mm->class_target = n->dtype == DT_I64;
+			mm->classes = n->a.classes;
+			mm->target_elems = mm->class_target ? 1 : ir_numel(n);
+		}
+	}
+	if (g->noutputs) {
+		mm->out_elems = ir_numel(g->outputs[0]);
+		mm->out_name = g->output_names[0];
+	}
+	mm->batch = t->batch;
+	mm->epochs = t->epochs;
+	mm->seed = t->seed;
+	mm->lr = t->lr;
+	mm->schedule = (int)t->sched;
+	mm->step_every = t->step_every;
+	mm->step_gamma = t->step_gamma;
+	mm->data = t->data;
+	mm->test = t->test;
+	mm->optimizer = elab_opt_name(t->opt);
+}
+
+LoopModule *lower_model(Arena *a, const Model *model, const IrGraph *infer, const IrGraph *train, const char *source)
+{
+	LoopModule *m = loop_new_module(a);
+	set_meta(&m->meta, model, infer, source);
+	Lower l = { .m = m };
+	IrNode *roots[64];
+	int nr = 0;
+	if (infer->noutputs)
+		roots[nr++] = infer->outputs[0];
+	if (!lower_fn(&l, infer, "forward", roots, nr))
+		return NULL;
+	if (infer->loss) {
+		roots[nr++] = infer->loss;
+		if (!lower_fn(&l, infer, "eval", roots, nr))
+			return NULL;
+	}
+	if (train && train->loss) {
+		int n = 0;
+		IrNode **troots = arena_alloc(a, sizeof(IrNode *) * (size_t)(train->nnodes + 2));
+		for (int i = 0; i < train->nnodes; i++)
+			if (ir_op_family(train->nodes[i]->op) == FAM_UPDATE)
+				troots[n++] = train->nodes[i];
+		troots[n++] = train->loss;
+		if (train->noutputs)
+			troots[n++] = train->outputs[0];
+		if (!lower_fn(&l, train, "train_step", troots, n))
+			return NULL;
+		l.fn->counts_step = true;
+	}
+	return m;
+}

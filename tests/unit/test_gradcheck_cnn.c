@@ -1,0 +1,395 @@
+/*
+ * test_gradcheck_cnn.c: the gradient oracle (DESIGN.md, "Three oracles") for
+ * pooling, batchnorm, concat and up-sampling, as test_gradcheck.c does it for
+ * the dense ops: a small model is compiled to loop IR and run in double
+ * precision by the interpreter (loop_interp.c); the gradient the compiler
+ * derived must match central finite differences within 1e-6 (relative,
+ * element-wise, see test_gradcheck.c for the measure and the step).
+ *
+ * Symbolic gradient: one train_step with sgd(lr=1) moves every parameter by
+ * exactly -grad. Numeric gradient: the loss train_step returns with lr=0.
+ * Batchnorm is in training mode there (batch statistics); its running
+ * statistics change with every step, which training mode never reads, and
+ * they are restored with the parameters anyway.
+ *
+ * An image needs parameters before the op under test, so rank-3 models start
+ * with a 1x1 convolution (no bias before a batchnorm: its gradient is exactly
+ * 0, and a relative error of rounding noise over 0 means nothing). The
+ * inputs are random doubles, so a max-pool window has no ties, and no two
+ * values lie within the finite-difference step of each other.
+ *
+ * Also here: bn_running_update against PyTorch's running statistics, and
+ * inference batchnorm against its formula.
+ *
+ * NNC_GRADCHECK_VERBOSE=1 prints the worst error of each test.
+ */
+#include "support.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "loop.h"
+#include "loop_interp.h"
+
+enum { BATCH = 3 };
+
+static const double TOL = 1e-6;
+static const double H = 1e-5;	/* the finite-difference step */
+
+/* splitmix64: the test's own data, fixed, independent of the compiler's generator */
+static uint64_t mix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static double unit(uint64_t *s)
+{
+	return (double)(mix(s) >> 11) * 0x1p-53;
+}
+
+typedef struct Check {
+	const char *name;
+	Compile *c;
+	LoopMachine *lm;
+	double *x, *t;
+	int64_t *labels;
+	double **saved;		/* persistent buffers, by buffer id */
+} Check;
+
+static bool persistent(const LoopBuf *b)
+{
+	return b->kind == LB_PARAM || b->kind == LB_STATE || b->kind == LB_OPT;
+}
+
+static void check_open(Check *k, const char *name, const char *src)
+{
+	k->name = name;
+	k->c = compile_loops_ok(src);
+	const LoopModule *m = k->c->loops;
+	k->lm = loop_machine_new(m, BATCH, 11);
+	uint64_t s = 2024;
+	k->x = calloc((size_t)(BATCH * m->meta.in_elems), sizeof *k->x);
+	for (int64_t i = 0; i < BATCH * m->meta.in_elems; i++)
+		k->x[i] = 2 * unit(&s) - 1;
+	if (m->meta.class_target) {
+		k->labels = calloc(BATCH, sizeof *k->labels);
+		for (int64_t i = 0; i < BATCH; i++)
+			k->labels[i] = (2 * i + 1) % m->meta.classes;
+	} else {
+		k->t = calloc((size_t)(BATCH * m->meta.target_elems), sizeof *k->t);
+		for (int64_t i = 0; i < BATCH * m->meta.target_elems; i++)
+			k->t[i] = 0.05 + 0.9 * unit(&s);
+	}
+	k->saved = calloc((size_t)m->nbufs + 1, sizeof *k->saved);
+	for (int i = 0; i < m->nbufs; i++)
+		if (persistent(m->bufs[i]))
+			k->saved[i] = calloc((size_t)m->bufs[i]->elems, sizeof(double));
+}
+
+static void check_close(Check *k)
+{
+	for (int i = 0; i < k->c->loops->nbufs; i++)
+		free(k->saved[i]);
+	free(k->saved);
+	free(k->x);
+	free(k->labels);
+	free(k->t);
+	loop_machine_free(k->lm);
+	compile_free(k->c);
+}
+
+/* copies every persistent buffer to (save) or from (restore) k->saved */
+static void keep(Check *k, bool save)
+{
+	const LoopModule *m = k->c->loops;
+	for (int i = 0; i < m->nbufs; i++) {
+		if (!k->saved[i])
+			continue;
+		double *live = loop_machine_buf(k->lm, m->bufs[i]->name);
+		size_t bytes = sizeof(double) * (size_t)m->bufs[i]->elems;
+		memcpy(save ? k->saved[i] : live, save ? live : k->saved[i], bytes);
+	}
+}
+
+static double step(Check *k, double lr)
+{
+	loop_machine_set_lr(k->lm, lr);
+	const void *y = k->labels ? (const void *)k->labels : (const void *)k->t;
+	double loss = loop_machine_run(k->lm, "train_step", BATCH, k->x, y, NULL);
+	if (!isfinite(loss))
+		fail_msg("%s: the loss is %g", k->name, loss);
+	return loss;
+}
+
+static double rel_err(double s, double f)
+{
+	double den = fabs(s) + fabs(f);
+	return fabs(s - f) / (den > 1e-8 ? den : 1e-8);
+}
+
+/* the worst error over the elements of one parameter */
+static double check_param(Check *k, const LoopBuf *b)
+{
+	double *p = loop_machine_buf(k->lm, b->name), worst = 0;
+	int64_t e = b->elems;
+	double *grad = calloc((size_t)e, sizeof *grad);
+	keep(k, true);
+	step(k, 1);
+	for (int64_t i = 0; i < e; i++)
+		grad[i] = k->saved[b->id][i] - p[i];
+	keep(k, false);
+	for (int64_t i = 0; i < e; i++) {
+		double p0 = p[i];
+		p[i] = p0 + H;
+		double lp = step(k, 0);
+		p[i] = p0 - H;
+		double lm = step(k, 0);
+		keep(k, false);
+		double fd = (lp - lm) / (2 * H), err = rel_err(grad[i], fd);
+		if (getenv("NNC_GRADCHECK_VERBOSE") && err > worst && err > 1e-8)
+			printf("    %s[%" PRId64 "]: symbolic %.12g, numeric %.12g\n", b->name, i, grad[i], fd);
+		worst = err > worst ? err : worst;
+	}
+	free(grad);
+	return worst;
+}
+
+/* compiles src and checks every parameter's gradient against finite differences */
+static void gradcheck(const char *name, const char *src)
+{
+	Check k = { 0 };
+	check_open(&k, name, src);
+	const LoopModule *m = k.c->loops;
+	double worst = 0;
+	int nparams = 0;
+	for (int i = 0; i < m->nbufs; i++)
+		if (m->bufs[i]->kind == LB_PARAM) {
+			double e = check_param(&k, m->bufs[i]);
+			worst = e > worst ? e : worst;
+			nparams++;
+		}
+	if (getenv("NNC_GRADCHECK_VERBOSE"))
+		printf("gradcheck %-40s worst relative error %.2e over %d parameters\n", name, worst, nparams);
+	assert_true(nparams > 0);
+	check_close(&k);
+	if (!(worst < TOL))
+		fail_msg("%s: worst relative error %.3g (tolerance %.0e)", name, worst, TOL);
+}
+
+/* ---- models ---- */
+
+#define TRAIN "train {\n  optimizer = sgd(lr=1)\n}\n"
+/* x [2, 7, 8] -> 1x1 conv to 3 channels -> OP -> tanh -> flatten -> dense(3), mse */
+#define IMAGE_MODEL(op)                                                                \
+	"model m {\n  input x: [2, 7, 8]\n  target t: [3]\n"                           \
+	"  h = x -> conv2d(3, kernel=1) -> " op " -> tanh -> flatten -> dense(3)\n"    \
+	"  output h\n  loss mse(h, t)\n}\n" TRAIN
+/* x [5], float target t [3]; BODY defines h [3] */
+#define VEC_MODEL(body)                                                                \
+	"model m {\n  input x: [5]\n  target t: [3]\n" body                            \
+	"  output h\n  loss mse(h, t)\n}\n" TRAIN
+
+/* kernel 2 and 3; stride 1, 2, 3; padding; a non-square kernel, stride and padding */
+static const char *const POOLS[] = {
+	"(2)",
+	"(3, stride=1)",
+	"(3, stride=2)",
+	"(2, stride=3)",
+	"(3, stride=2, pad=1)",
+	"(2, stride=1, pad=1)",
+	"([3, 2], stride=[2, 1], pad=[1, 0])",
+	"([3, 2], stride=[1, 3], pad=[0, 1])",
+};
+
+static void pools(const char *op)
+{
+	for (size_t i = 0; i < sizeof POOLS / sizeof POOLS[0]; i++) {
+		char call[96], src[512];
+		snprintf(call, sizeof call, "%s%s", op, POOLS[i]);
+		snprintf(src, sizeof src, IMAGE_MODEL("%s"), call);
+		gradcheck(call, src);
+	}
+}
+
+static void test_maxpool(void **state)
+{
+	(void)state;
+	pools("maxpool");
+}
+
+static void test_avgpool(void **state)
+{
+	(void)state;
+	pools("avgpool");
+}
+
+static void test_global_avgpool(void **state)
+{
+	(void)state;
+	gradcheck("global_avgpool",
+		  "model m {\n  input x: [2, 5, 6]\n  target t: [3]\n"
+		  "  h = x -> conv2d(4, kernel=1) -> global_avgpool -> tanh -> dense(3)\n"
+		  "  output h\n  loss mse(h, t)\n}\n" TRAIN);
+}
+
+static void test_batchnorm_rank1(void **state)
+{
+	(void)state;
+	gradcheck("batchnorm [4]", VEC_MODEL("  h = x -> dense(4, bias=false) -> batchnorm -> tanh -> dense(3)\n"));
+	gradcheck("batchnorm [4] (momentum, eps)",
+		  VEC_MODEL("  h = x -> dense(4, bias=false) -> batchnorm(momentum=0.3, eps=0.01) -> tanh -> dense(3)\n"));
+}
+
+static void test_batchnorm_rank3(void **state)
+{
+	(void)state;
+	gradcheck("batchnorm [3, 4, 5]",
+		  "model m {\n  input x: [2, 4, 5]\n  target t: [3]\n"
+		  "  h = x -> conv2d(3, kernel=1, bias=false) -> batchnorm -> tanh -> flatten -> dense(3)\n"
+		  "  output h\n  loss mse(h, t)\n}\n" TRAIN);
+}
+
+static void test_concat(void **state)
+{
+	(void)state;
+	gradcheck("concat [3] [2]",
+		  VEC_MODEL("  a = x -> dense(3)\n  b = x -> dense(2)\n  h = concat(a, b) -> tanh -> dense(3)\n"));
+	gradcheck("concat [3] [2] [3] (a twice)",
+		  VEC_MODEL("  a = x -> dense(3)\n  b = x -> dense(2) -> tanh\n"
+			    "  h = concat(a, b, a) -> tanh -> dense(3)\n"));
+	const char *img = "model m {\n  input x: [2, 3, 4]\n  target t: [3]\n"
+			  "  a = x -> conv2d(2, kernel=1)\n  b = x -> conv2d(3, kernel=1) -> tanh\n"
+			  "  c = x -> conv2d(1, kernel=1)\n"
+			  "  h = concat(%s) -> tanh -> flatten -> dense(3)\n"
+			  "  output h\n  loss mse(h, t)\n}\n" TRAIN;
+	char src[512];
+	snprintf(src, sizeof src, img, "a, b");
+	gradcheck("concat [2, 3, 4] [3, 3, 4]", src);
+	snprintf(src, sizeof src, img, "b, c, a");
+	gradcheck("concat [3, 3, 4] [1, 3, 4] [2, 3, 4]", src);
+	/* the input itself has no gradient: a's slice starts after its 2 channels */
+	snprintf(src, sizeof src, img, "x, a, c");
+	gradcheck("concat input [2, 3, 4] [2, 3, 4] [1, 3, 4]", src);
+}
+
+static void test_upsample(void **state)
+{
+	(void)state;
+	const char *img = "model m {\n  input x: [2, 3, 4]\n  target t: [3]\n"
+			  "  h = x -> conv2d(2, kernel=1) -> %s -> tanh -> flatten -> dense(3)\n"
+			  "  output h\n  loss mse(h, t)\n}\n" TRAIN;
+	const char *ups[] = { "upsample(2)", "upsample([2, 3])", "upsample(3)", "upsample(2, mode=\"bilinear\")",
+			      "upsample([2, 3], mode=\"bilinear\")", "upsample([3, 1], mode=\"bilinear\")" };
+	for (size_t i = 0; i < sizeof ups / sizeof ups[0]; i++) {
+		char src[512];
+		snprintf(src, sizeof src, img, ups[i]);
+		gradcheck(ups[i], src);
+	}
+}
+
+/* ---- batchnorm's running statistics and inference ---- */
+
+/* x[i] = sin(0.7 i + 0.3) * (1 + i % 3): the batch of the PyTorch reference below */
+static void bn_batch(double *x, int n)
+{
+	for (int i = 0; i < n; i++)
+		x[i] = sin(0.7 * i + 0.3) * (1 + i % 3);
+}
+
+static void assert_near(const double *got, const double *want, int n, double tol)
+{
+	for (int i = 0; i < n; i++)
+		if (!(fabs(got[i] - want[i]) <= tol * (1 + fabs(want[i]))))
+			fail_msg("element %d: got %.9g, want %.9g", i, got[i], want[i]);
+}
+
+/*
+ * Two training steps on one batch of 3 samples [2, 2, 3], then of 3 samples
+ * [4]. The expected running statistics come from PyTorch 1.13
+ * (/usr/bin/python3), in float64:
+ *
+ *   import torch, math
+ *   x = torch.tensor([math.sin(0.7*i+0.3)*(1+i%3) for i in range(36)], dtype=torch.float64)
+ *   bn = torch.nn.BatchNorm2d(2, momentum=0.3).double().train()
+ *   for _ in range(2): bn(x.view(3, 2, 2, 3))
+ *   print(bn.running_mean.tolist(), bn.running_var.tolist())
+ *   x = x[:12]; bn = torch.nn.BatchNorm1d(4).double().train()
+ *   for _ in range(2): bn(x.view(3, 4))
+ *   print(bn.running_mean.tolist(), bn.running_var.tolist())
+ */
+static void running_stats(const char *src, int elems, const double *mean, const double *var, int nc)
+{
+	Compile *c = compile_loops_ok(src);
+	LoopMachine *lm = loop_machine_new(c->loops, BATCH, 1);
+	double x[BATCH * 12], t[BATCH * 2] = { 0 };
+	assert_true(elems <= 12);
+	bn_batch(x, BATCH * elems);
+	for (int i = 0; i < 2; i++)
+		loop_machine_run(lm, "train_step", BATCH, x, t, NULL);
+	assert_near(loop_machine_buf(lm, "bn1.running_mean"), mean, nc, 1e-12);
+	assert_near(loop_machine_buf(lm, "bn1.running_var"), var, nc, 1e-12);
+	loop_machine_free(lm);
+	compile_free(c);
+}
+
+static void test_batchnorm_running_stats(void **state)
+{
+	(void)state;
+	static const double mean3[] = { 0.0054314757148758094, -0.004107592067593653 };
+	static const double var3[] = { 1.738475599363849, 1.7544737881748058 };
+	running_stats("model m {\n  input x: [2, 2, 3]\n  target t: [2]\n"
+		      "  h = x -> batchnorm(momentum=0.3) -> flatten -> dense(2)\n"
+		      "  output h\n  loss mse(h, t)\n}\n" TRAIN, 12, mean3, var3, 2);
+	static const double mean1[] = { -0.04705340265430999, 0.010064278485730889, 0.2342280451467977,
+					0.11885314523546268 };
+	static const double var1[] = { 0.9209895484992016, 1.4075751727144503, 1.5832898562411748,
+				       1.8753086287279266 };
+	running_stats("model m {\n  input x: [4]\n  target t: [2]\n"
+		      "  h = x -> batchnorm -> dense(2)\n"
+		      "  output h\n  loss mse(h, t)\n}\n" TRAIN, 4, mean1, var1, 4);
+}
+
+/* forward uses the running statistics: y = (x - mean) / sqrt(var + eps) w + b */
+static void test_batchnorm_inference(void **state)
+{
+	(void)state;
+	Compile *c = compile_loops_ok("model m {\n  input x: [2, 1, 3]\n"
+				      "  h = x -> batchnorm(eps=0.5)\n  output h\n}\n");
+	LoopMachine *lm = loop_machine_new(c->loops, 2, 1);
+	const double rm[] = { 0.5, -1 }, rv[] = { 1.5, 3.5 }, w[] = { 2, -3 }, b[] = { 0.25, 1 };
+	memcpy(loop_machine_buf(lm, "bn1.running_mean"), rm, sizeof rm);
+	memcpy(loop_machine_buf(lm, "bn1.running_var"), rv, sizeof rv);
+	memcpy(loop_machine_buf(lm, "bn1.weight"), w, sizeof w);
+	memcpy(loop_machine_buf(lm, "bn1.bias"), b, sizeof b);
+	double x[12], out[12], want[12];
+	bn_batch(x, 12);
+	for (int i = 0; i < 12; i++) {
+		int ch = i / 3 % 2;
+		want[i] = (x[i] - rm[ch]) / sqrt(rv[ch] + 0.5) * w[ch] + b[ch];
+	}
+	loop_machine_run(lm, "forward", 2, x, NULL, out);
+	assert_near(out, want, 12, 1e-12);
+	loop_machine_free(lm);
+	compile_free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_maxpool),
+		cmocka_unit_test(test_avgpool),
+		cmocka_unit_test(test_global_avgpool),
+		cmocka_unit_test(test_batchnorm_rank1),
+		cmocka_unit_test(test_batchnorm_rank3),
+		cmocka_unit_test(test_concat),
+		cmocka_unit_test(test_upsample),
+		cmocka_unit_test(test_batchnorm_running_stats),
+		cmocka_unit_test(test_batchnorm_inference),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
