@@ -108,6 +108,7 @@ torch: $(BUILD)/nnc $(RUNTIME_LIB)
 # real training on Fashion-MNIST through the emitted C (plain build only: it is long)
 e2e: $(BUILD)/nnc $(RUNTIME_LIB)
 	@sh tests/e2e/codegen.sh $(BUILD)/nnc $(RUNTIME_LIB)
+	@sh tests/e2e/resume.sh $(BUILD)/nnc $(RUNTIME_LIB)
 	@sh tests/e2e/train_mlp.sh $(BUILD)/nnc $(RUNTIME_LIB)
 
 robust: $(BUILD)/nnc

@@ -31,7 +31,13 @@ static Model *select_model(Compile *c, const char *want)
 	Program *p = c->prog;
 	if (p->nmodels == 0) {
 		SrcLoc at = { &c->src, 1, 1, 1 };
-		diag_error(at, "%s holds no model", c->src.name);
+		bool blank = true;
+		for (size_t i = 0; i < c->src.len && blank; i++)
+			blank = c->src.text[i] == ' ' || c->src.text[i] == '\t' || c->src.text[i] == '\n' || c->src.text[i] == '\r';
+		if (blank)
+			diag_error(at, "%s is empty", c->src.name);
+		else
+			diag_error(at, "%s holds no model", c->src.name);
 		diag_hint("a model starts with 'model NAME {' (see docs/language.md)");
 		return NULL;
 	}

@@ -1094,6 +1094,8 @@ static Value apply_block(Elab *e, Scope *s, const AstItem *blk, const AstExpr *c
 		return none(call->loc);
 	Scope in = { .in_block = true };
 	int nerr = diag_errors();
+	/* a block named like a layer kind (conv, bn) shares that kind's counter, so an
+	 * instance never takes a layer's name: PyTorch could not hold both */
 	in.prefix = arena_printf(e->arena, "%s%s%d.", s->prefix, blk->name, count(e, s, blk->name));
 	if (!bind_block_args(e, s, &in, blk, call, piped))
 		return none(call->loc);

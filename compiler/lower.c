@@ -56,7 +56,7 @@ static void set_init(LoopBuf *b, const IrGraph *g, const IrNode *p)
 	b->init_value = 0;
 	if (p->op != IR_PARAM || !o)
 		b->init_value = !strcmp(what, "running_var") ? 1 : 0;
-	else if (o->op == IR_BATCHNORM)
+	else if (o->op == IR_BATCHNORM || o->op == IR_BATCHNORM_TRAIN)
 		b->init_value = !strcmp(what, "weight") ? 1 : 0;
 	else if (o->op == IR_DENSE || o->op == IR_CONV2D || o->op == IR_CONV_T2D) {
 		const Shape *w = &o->in[1]->shape;

@@ -128,6 +128,10 @@ int nnrt_st_save(const char *path, const NnrtTensor *t, int n, const char *const
  * or overlapping data. */
 int nnrt_st_load(const char *path, NnrtTensor *t, int n, NnrtError *err);
 
+/* the value of key in the file's "__metadata__", copied into out (cap bytes):
+ * returns 1 when found, 0 when absent, -1 when the file is bad (err set) */
+int nnrt_st_metadata(const char *path, const char *key, char *out, size_t cap, NnrtError *err);
+
 
 /* ---- models ----
  * Generated code, C or LLVM, describes its model with an NnrtModelInfo: a
@@ -201,6 +205,10 @@ double nnrt_schedule_lr(const NnrtModelInfo *m, double lr, int64_t epoch, int64_
 /* parses the training flags (docs/training.md), trains, evaluates, saves;
  * returns the process exit status: 0, or 1 after printing an error */
 int nnrt_train_main(const NnrtModelInfo *m, int argc, char **argv);
+
+/* `--weights W [--data PATH] [--batch N]`: prints the loss, the accuracy and
+ * the confusion matrix of class targets; returns the exit status */
+int nnrt_eval_main(const NnrtModelInfo *m, int argc, char **argv);
 
 #ifdef __cplusplus
 }

@@ -458,6 +458,8 @@ typedef struct Entry {
 typedef struct Header {
 	Entry *e;
 	size_t n, cap;
+	char **meta;		/* "__metadata__" as key, value, key, value, ... */
+	size_t nmeta, capmeta;
 } Header;
 
 static void header_free(Header *h)
@@ -465,8 +467,27 @@ static void header_free(Header *h)
 	for (size_t i = 0; i < h->n; i++)
 		free(h->e[i].name);
 	free(h->e);
-	h->e = NULL;
-	h->n = h->cap = 0;
+	for (size_t i = 0; i < h->nmeta; i++)
+		free(h->meta[i]);
+	free(h->meta);
+	memset(h, 0, sizeof *h);
+}
+
+/* keeps a key or value of the metadata; takes ownership of s */
+static int meta_add(Header *h, char *s)
+{
+	if (h->nmeta == h->capmeta) {
+		size_t cap = h->capmeta ? h->capmeta * 2 : 8;
+		char **m = realloc(h->meta, cap * sizeof *m);
+		if (!m) {
+			free(s);
+			return -1;
+		}
+		h->meta = m;
+		h->capmeta = cap;
+	}
+	h->meta[h->nmeta++] = s;
+	return 0;
 }
 
 /* a new entry owning name, or NULL (name freed) when memory runs out */
@@ -566,18 +587,20 @@ static int parse_entry(Json *j, Entry *e)
 	return 0;
 }
 
-/* "__metadata__": strings to strings. nnc keeps none of it, but it must parse. */
-static int parse_metadata(Json *j)
+/* "__metadata__": strings to strings, kept for nnrt_st_metadata (checkpoints) */
+static int parse_metadata(Json *j, Header *h)
 {
 	int count = 0, r;
 	char *key, *val;
 	if (expect(j, '{') < 0)
 		return -1;
 	while ((r = object_next(j, &count, &key)) == 1) {
-		free(key);
-		if (json_string(j, &val) < 0)
+		if (json_string(j, &val) < 0) {
+			free(key);
 			return -1;
-		free(val);
+		}
+		if (meta_add(h, key) < 0 || meta_add(h, val) < 0)
+			return joom(j);
 	}
 	return r;
 }
@@ -597,7 +620,7 @@ static int parse_header(Json *j, Header *h)
 				j->pos = j->key_at;
 				return jerr(j, "\"__metadata__\" appears twice");
 			}
-			r = parse_metadata(j);
+			r = parse_metadata(j, h);
 		} else {
 			Entry *e = header_add(h, key);
 			r = e ? parse_entry(j, e) : joom(j);
@@ -1042,6 +1065,24 @@ int nnrt_st_load(const char *path, NnrtTensor *t, int n, NnrtError *err)
 		r = read_tensor(&f, find(&f, t[i].name), t[i].data, path, err);
 	st_close(&f);
 	return r;
+}
+
+int nnrt_st_metadata(const char *path, const char *key, char *out, size_t cap, NnrtError *err)
+{
+	StFile f = { .fd = -1 };
+	if (st_open(&f, path, err) < 0) {
+		st_close(&f);
+		return -1;
+	}
+	int found = 0;
+	/* the first of duplicate keys wins */
+	for (size_t i = 0; i + 1 < f.h.nmeta && !found; i += 2)
+		if (!strcmp(f.h.meta[i], key)) {
+			snprintf(out, cap, "%s", f.h.meta[i + 1]);
+			found = 1;
+		}
+	st_close(&f);
+	return found;
 }
 
 /* ------------------------------------------------------------- writing */
