@@ -432,6 +432,8 @@ static void info(Emit *e)
 		fprintf(o, "        .eval = k_eval,\n");
 	if (train)
 		fprintf(o, "        .train_step = k_train_step,\n");
+	static const char *const metrics[] = { "NNRT_METRIC_NONE", "NNRT_METRIC_ACCURACY", "NNRT_METRIC_IOU" };
+	fprintf(o, "        .metric = %s,\n", metrics[mm->metric]);
 	fprintf(o, "};\n\n");
 }
 

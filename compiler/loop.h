@@ -149,6 +149,7 @@ typedef struct LoopMeta {
 	double step_gamma;
 	const char *data, *test;
 	const char *optimizer;		/* for messages: "adam(lr=0.001, ...)" */
+	int metric;			/* 0 none, 1 accuracy, 2 IoU (nnrt.h's NNRT_METRIC_*) */
 } LoopMeta;
 
 typedef struct LoopModule {

@@ -1531,6 +1531,12 @@ static void set_meta(LoopMeta *mm, const Model *model, const IrGraph *g, const c
 	mm->data = t->data;
 	mm->test = t->test;
 	mm->optimizer = elab_opt_name(t->opt);
+	/* accuracy for class labels scored by the output; IoU for masks trained with bce */
+	const IrNode *loss = g->loss;
+	if (mm->class_target && mm->out_elems == mm->classes)
+		mm->metric = 1;
+	else if (loss && loss->op == IR_BCE && g->noutputs && loss->in[0] == g->outputs[0])
+		mm->metric = 2;
 }
 
 LoopModule *lower_model(Arena *a, const Model *model, const IrGraph *infer, const IrGraph *train, const char *source)

@@ -186,6 +186,13 @@ struct NnrtModelInfo {
 	void (*forward)(NnrtCtx *ctx, int64_t n, const float *x, float *out);
 	float (*eval)(NnrtCtx *ctx, int64_t n, const float *x, const void *y, float *out);	/* NULL without a loss */
 	float (*train_step)(NnrtCtx *ctx, int64_t n, const float *x, const void *y, float *out);	/* NULL without a loss */
+	int metric;				/* NNRT_METRIC_*: what the driver reports beside the loss */
+};
+
+enum {
+	NNRT_METRIC_NONE,
+	NNRT_METRIC_ACCURACY,	/* class targets: argmax of the output against the label */
+	NNRT_METRIC_IOU,	/* binary masks (bce on logits): intersection over union of output > 0 and target > 0.5 */
 };
 
 /* bytes of arena for batches of up to max_batch samples (every buffer 64-byte aligned) */

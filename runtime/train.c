@@ -255,29 +255,73 @@ static int64_t argmax(const float *v, int64_t n)
 
 static bool classifies(const NnrtModelInfo *m)
 {
-	return m->target == NNRT_TARGET_CLASS && m->out_elems == m->classes;
+	return m->metric == NNRT_METRIC_ACCURACY && m->target == NNRT_TARGET_CLASS && m->out_elems == m->classes;
 }
 
-/* correct predictions among n samples whose outputs are in r->out; confusion[label][predicted] counts them */
-static int64_t correct(const Run *r, int64_t n, int64_t *confusion)
+static bool segments(const NnrtModelInfo *m)
 {
-	if (!classifies(r->m))
-		return 0;
-	int64_t k = 0, c = r->m->classes;
+	return m->metric == NNRT_METRIC_IOU && m->target == NNRT_TARGET_FLOAT && m->out_elems == m->target_elems;
+}
+
+static bool has_metric(const NnrtModelInfo *m)
+{
+	return classifies(m) || segments(m);
+}
+
+/* the metric beside the loss: accuracy, or the intersection over union of masks */
+typedef struct Score {
+	int64_t right, seen;	/* accuracy: correct samples of those seen */
+	int64_t inter, uni;	/* IoU: pixels in both masks, in either */
+} Score;
+
+static double score_value(const NnrtModelInfo *m, const Score *s)
+{
+	if (segments(m))
+		return s->uni ? (double)s->inter / (double)s->uni : 1.0;
+	return s->seen ? (double)s->right / (double)s->seen : 0;
+}
+
+/* adds n samples whose outputs are in r->out; confusion[label][predicted] counts classes */
+static void score_add(const Run *r, int64_t n, Score *s, int64_t *confusion)
+{
+	const NnrtModelInfo *m = r->m;
+	s->seen += n;
+	if (segments(m)) {	/* logits: the prediction is out > 0, the mask target > 0.5 */
+		const float *t = r->y;
+		for (int64_t i = 0; i < n * m->out_elems; i++) {
+			bool p = r->out[i] > 0, y = t[i] > 0.5f;
+			s->inter += p && y;
+			s->uni += p || y;
+		}
+		return;
+	}
+	if (!classifies(m))
+		return;
+	int64_t c = m->classes;
 	for (int64_t i = 0; i < n; i++) {
-		int64_t p = argmax(r->out + i * r->m->out_elems, r->m->out_elems), y = ((int64_t *)r->y)[i];
-		k += p == y;
+		int64_t p = argmax(r->out + i * m->out_elems, m->out_elems), y = ((int64_t *)r->y)[i];
+		s->right += p == y;
 		if (confusion)
 			confusion[y * c + p]++;
 	}
-	return k;
 }
 
-/* mean loss and accuracy over a whole data set, in inference mode */
+/* "acc 81.20%" or "iou 0.8531" */
+static const char *metric_str(const NnrtModelInfo *m, double v)
+{
+	static char buf[32];	/* the driver is single-threaded; each use prints at once */
+	if (segments(m))
+		snprintf(buf, sizeof buf, "iou %.4f", v);
+	else
+		snprintf(buf, sizeof buf, "acc %.2f%%", 100 * v);
+	return buf;
+}
+
+/* mean loss and the metric over a whole data set, in inference mode */
 static void evaluate(Run *r, const NnrtDataset *d, double *loss, double *acc, int64_t *confusion)
 {
 	double sum = 0;
-	int64_t right = 0;
+	Score sc = { 0 };
 	int64_t *order = malloc(sizeof(int64_t) * (size_t)(d->count ? d->count : 1));
 	if (!order) {
 		*loss = *acc = NAN;
@@ -289,11 +333,11 @@ static void evaluate(Run *r, const NnrtDataset *d, double *loss, double *acc, in
 		int64_t n = d->count - at < r->max_batch ? d->count - at : r->max_batch;
 		nnrt_gather(d, order, at, n, r->x, r->y);
 		sum += (double)r->m->eval(&r->ctx, n, r->x, r->y, r->out) * (double)n;
-		right += correct(r, n, confusion);
+		score_add(r, n, &sc, confusion);
 	}
 	free(order);
 	*loss = d->count ? sum / (double)d->count : 0;
-	*acc = d->count ? (double)right / (double)d->count : 0;
+	*acc = score_value(r->m, &sc);
 }
 
 /* ---- checkpoints ---- */
@@ -450,9 +494,10 @@ typedef struct Trainer {
 
 static void log_rows(FILE *f, const Trainer *t, int64_t upto)
 {
-	bool classes = classifies(t->r->m), test = t->has_test;
-	fprintf(f, "epoch,loss%s%s%s,lr,seconds\n", classes ? ",accuracy" : "", test ? ",test_loss" : "",
-		test && classes ? ",test_accuracy" : "");
+	bool classes = has_metric(t->r->m), test = t->has_test;
+	const char *name = segments(t->r->m) ? "iou" : "accuracy";
+	fprintf(f, "epoch,loss%s%s%s%s%s,lr,seconds\n", classes ? "," : "", classes ? name : "", test ? ",test_loss" : "",
+		test && classes ? ",test_" : "", test && classes ? name : "");
 	if (t->log_prefix)
 		fputs(t->log_prefix, f);
 	for (int64_t i = t->first_epoch; i < upto; i++) {
@@ -569,7 +614,8 @@ typedef struct Progress {
 	int64_t done, total;	/* batches this epoch */
 	int64_t samples;
 	double loss_sum;
-	int64_t seen, right;
+	int64_t seen;
+	Score score;
 } Progress;
 
 static void fmt_time(char *buf, size_t n, double s)
@@ -582,7 +628,7 @@ static void fmt_time(char *buf, size_t n, double s)
 }
 
 /* one line redrawn in place on a terminal, at most ten times a second */
-static void progress_draw(const Progress *p, const Opts *o, int64_t e, bool classes, bool force)
+static void progress_draw(const Progress *p, const Opts *o, const NnrtModelInfo *m, int64_t e, bool force)
 {
 	double t = now(), el = t - p->start;
 	if (!p->tty || o->quiet || (!force && t - p->last < 0.1))
@@ -597,8 +643,8 @@ static void progress_draw(const Progress *p, const Opts *o, int64_t e, bool clas
 	bar[width] = 0;
 	printf("\repoch %lld/%lld [%s] %lld/%lld  loss %.4f", (long long)e + 1, (long long)o->epochs, bar,
 	       (long long)p->done, (long long)p->total, p->seen ? p->loss_sum / (double)p->seen : 0.0);
-	if (classes)
-		printf("  acc %.2f%%", p->seen ? 100.0 * (double)p->right / (double)p->seen : 0.0);
+	if (has_metric(m))
+		printf("  %s", metric_str(m, score_value(m, &p->score)));
 	printf("  %.0f samples/s  ETA %s \033[K", rate, eta);
 	fflush(stdout);
 }
@@ -637,7 +683,6 @@ static int epoch(Trainer *t, Position *p, Progress *pg)
 	Run *r = t->r;
 	const Opts *o = t->o;
 	const NnrtDataset *d = t->tr;
-	bool classes = classifies(r->m);
 	int64_t nb = (d->count + o->batch - 1) / o->batch;
 	pg->total = nb;
 	for (; p->batch < nb && (!o->steps || r->ctx.step < o->steps); p->batch++) {
@@ -658,8 +703,8 @@ static int epoch(Trainer *t, Position *p, Progress *pg)
 		pg->samples += n;
 		pg->loss_sum += (double)l * (double)n;
 		pg->seen += n;
-		pg->right += correct(r, n, NULL);
-		progress_draw(pg, o, p->epoch, classes, false);
+		score_add(r, n, &pg->score, NULL);
+		progress_draw(pg, o, r->m, p->epoch, false);
 		if (interrupted) {
 			p->batch++;
 			if (pg->tty && !o->quiet)
@@ -688,18 +733,18 @@ static void order_for(Trainer *t, const Position *p)
 
 static void epoch_line(const Trainer *t, int64_t e, const Progress *pg, const LogRow *row)
 {
-	bool classes = classifies(t->r->m);
+	const NnrtModelInfo *m = t->r->m;
 	if (t->o->quiet)
 		return;
 	if (pg->tty)
 		printf("\r\033[K");
 	printf("epoch %lld/%lld  loss %.4f", (long long)e + 1, (long long)t->o->epochs, row->loss);
-	if (classes)
-		printf("  acc %.2f%%", 100 * row->acc);
+	if (has_metric(m))
+		printf("  %s", metric_str(m, row->acc));
 	if (t->has_test)
 		printf("  test loss %.4f", row->test_loss);
-	if (t->has_test && classes)
-		printf("  test acc %.2f%%", 100 * row->test_acc);
+	if (t->has_test && has_metric(m))
+		printf("  test %s", metric_str(m, row->test_acc));
 	printf("  (%.1f s, %.0f samples/s)\n", row->secs, row->secs > 0 ? (double)pg->samples / row->secs : 0);
 	fflush(stdout);
 }
@@ -732,7 +777,7 @@ static int train(Trainer *t, Position p)
 			return rc;
 		row->secs = now() - pg.start;
 		row->loss = pg.seen ? pg.loss_sum / (double)pg.seen : 0;
-		row->acc = pg.seen ? (double)pg.right / (double)pg.seen : 0;
+		row->acc = score_value(r->m, &pg.score);
 		if (t->has_test)
 			evaluate(r, t->te, &row->test_loss, &row->test_acc, NULL);
 		epoch_line(t, p.epoch, &pg, row);
@@ -760,8 +805,10 @@ static void final_report(const Trainer *t)
 		evaluate((Run *)r, t->te, &tl, &ta, NULL);
 		printf("test: loss %.4f", tl);
 		if (classifies(r->m))
-			printf("  accuracy %.2f%% (%lld samples)", 100 * ta, (long long)t->te->count);
-		printf("\n");
+			printf("  accuracy %.2f%%", 100 * ta);
+		else if (segments(r->m))
+			printf("  IoU %.4f", ta);
+		printf(" (%lld samples)\n", (long long)t->te->count);
 	}
 	printf("trained %lld steps", (long long)r->ctx.step);
 	if (t->o->save)
@@ -891,6 +938,8 @@ int nnrt_eval_main(const NnrtModelInfo *m, int argc, char **argv)
 		if (c)
 			printf("  accuracy %.2f%% (%lld of %lld)", 100 * acc, (long long)llround(acc * (double)d.count),
 			       (long long)d.count);
+		else if (segments(m))
+			printf("  IoU %.4f (%lld samples)", acc, (long long)d.count);
 		printf("\n");
 		if (c && c <= 32) {
 			printf("confusion (rows: label, columns: predicted)\n      ");
