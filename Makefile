@@ -7,8 +7,16 @@ CC      ?= cc
 BUILD   ?= build
 SAN     ?= 0
 CFLAGS  ?= -O2 -g
+# the runtime (runtime/*.c only) is built for this machine's ISA: gemm.c picks
+# its AVX2+FMA kernel when the flags allow it. `make RUNTIME_ARCH=` builds the
+# portable runtime; a change of RUNTIME_ARCH rebuilds the runtime's objects.
+RUNTIME_ARCH ?= -march=native
 WARN    := -std=c11 -Wall -Wextra -Wno-unused-function
 LLVM_CONFIG ?= $(shell command -v llvm-config-14 || command -v llvm-config)
+# LLVM-C for emit_llvm.c and jit.c: the headers (as system headers, so their
+# warnings stay theirs) and the shared library, which links fast
+LLVM_INC  := -isystem $(shell $(LLVM_CONFIG) --includedir)
+LLVM_LIBS := $(shell $(LLVM_CONFIG) --ldflags) -lLLVM-$(shell $(LLVM_CONFIG) --version | cut -d. -f1)
 
 ifeq ($(SAN),1)
 BUILD   := build-san
@@ -22,7 +30,7 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 CPPFLAGS += -DNNC_VERSION='"$(VERSION)"'
 
 COMPILER_SRC := arena.c diag.c ast.c elab.c ir.c shape.c summary.c autodiff.c optim.c modes.c \
-                loop.c lower.c loop_interp.c emit_c.c compile.c
+                loop.c lower.c loop_interp.c emit_c.c emit_llvm.c jit.c compile.c
 COMPILER_OBJ := $(addprefix $(BUILD)/compiler/,$(COMPILER_SRC:.c=.o)) \
                 $(BUILD)/compiler/parser.o $(BUILD)/compiler/lexer.o
 MAIN_OBJ     := $(BUILD)/compiler/main.o
@@ -33,8 +41,12 @@ RUNTIME_SRC := $(wildcard runtime/*.c)
 RUNTIME_OBJ := $(patsubst runtime/%.c,$(BUILD)/runtime/%.o,$(RUNTIME_SRC))
 RUNTIME_LIB := $(BUILD)/libnnrt.a
 RUNTIME_TESTS := $(patsubst tests/runtime/%.c,%,$(wildcard tests/runtime/test_*.c))
+# test_gemm runs twice: against the runtime's kernel and against the portable one
+RUNTIME_TESTS += test_gemm_portable
 
-.PHONY: all deps test test-plain test-san unit runtime-tests golden torch robust suite e2e demo clean bench-frontend
+.PHONY: all deps test test-plain test-san unit runtime-tests golden torch robust suite e2e demo clean bench-frontend \
+        bench-gemm FORCE \
+        shapes
 all: nnc runtime/libnnrt.a
 
 ifeq ($(SAN),1)
@@ -44,8 +56,13 @@ endif
 nnc: $(BUILD)/nnc
 	@if [ "$(SAN)" != 1 ]; then cp $< $@; fi
 
-$(BUILD)/nnc: $(COMPILER_OBJ) $(MAIN_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ -lm
+# the compiler sees the LLVM-C headers; the runtime does not
+$(COMPILER_OBJ) $(MAIN_OBJ) $(addprefix $(BUILD)/tests/,$(UNIT_TESTS)): CPPFLAGS += $(LLVM_INC)
+
+# nnc holds the runtime for the JIT (nnc train); -rdynamic lets JIT-compiled
+# code find nnc's own symbols
+$(BUILD)/nnc: $(COMPILER_OBJ) $(MAIN_OBJ) $(RUNTIME_LIB)
+	$(CC) $(LDFLAGS) -rdynamic -pthread -o $@ $(COMPILER_OBJ) $(MAIN_OBJ) $(RUNTIME_LIB) $(LLVM_LIBS) -lz -lm
 
 $(BUILD)/compiler/parser.c $(BUILD)/compiler/parser.h &: compiler/parser.y
 	@mkdir -p $(dir $@)
@@ -65,13 +82,23 @@ $(BUILD)/compiler/%.o: compiler/%.c $(BUILD)/compiler/parser.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/support.h $(COMPILER_OBJ)
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/support.h $(COMPILER_OBJ) $(RUNTIME_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMPILER_OBJ) -lcmocka -lm
+	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -rdynamic -pthread -o $@ $< $(COMPILER_OBJ) \
+		$(RUNTIME_LIB) $(LLVM_LIBS) -lcmocka -lz -lm
 
-$(BUILD)/runtime/%.o: runtime/%.c runtime/nnrt.h
+$(BUILD)/runtime/%.o: runtime/%.c runtime/nnrt.h $(BUILD)/runtime/arch
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(RUNTIME_ARCH) -MMD -MP -c -o $@ $<
+
+# the RUNTIME_ARCH the objects were built with, rewritten only when it changes
+$(BUILD)/runtime/arch: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(RUNTIME_ARCH)' | cmp -s - $@ || echo '$(RUNTIME_ARCH)' > $@
+
+$(BUILD)/runtime/gemm_portable.o: runtime/gemm.c runtime/nnrt.h $(BUILD)/runtime/arch
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DNNRT_GEMM_PORTABLE $(WARN) $(CFLAGS) $(RUNTIME_ARCH) -c -o $@ $<
 
 $(RUNTIME_LIB): $(RUNTIME_OBJ)
 	rm -f $@
@@ -82,9 +109,29 @@ runtime/libnnrt.a: $(RUNTIME_LIB)
 
 $(BUILD)/tests/runtime/%: tests/runtime/%.c $(RUNTIME_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(RUNTIME_LIB) -lcmocka -lz -lm
+	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $< $(RUNTIME_LIB) -lcmocka -lz -lm
+
+# the portable gemm object comes first, so the library's gemm.o is not linked
+$(BUILD)/tests/runtime/test_gemm_portable: tests/runtime/test_gemm.c $(BUILD)/runtime/gemm_portable.o $(RUNTIME_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DNNRT_GEMM_PORTABLE -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $< \
+		$(BUILD)/runtime/gemm_portable.o $(RUNTIME_LIB) -lcmocka -lz -lm
 
 -include $(wildcard $(BUILD)/compiler/*.d $(BUILD)/runtime/*.d)
+
+# the synthetic segmentation set of examples/unet_tiny.nn: generated when
+# missing, never committed. The generator is plain C99 and always built
+# without sanitizers (in build/), so the data is the same in every build.
+SHAPES_DATA := $(addprefix examples/shapes/,train-x.npy train-y.npy test-x.npy test-y.npy)
+
+build/shapes: examples/shapes.c
+	@mkdir -p build
+	$(CC) -std=c99 -O2 -Wall -Wextra -Wpedantic -o $@ $<
+
+$(SHAPES_DATA) &: build/shapes
+	build/shapes --out examples/shapes
+
+shapes: $(SHAPES_DATA)
 
 deps:
 	@sh scripts/deps.sh
@@ -105,11 +152,18 @@ torch: $(BUILD)/nnc $(RUNTIME_LIB)
 	@for t in tests/torch/parity*.py; do \
 		PARITY_CFLAGS="$(PARITY_CFLAGS)" /usr/bin/python3 $$t $(BUILD)/nnc $(RUNTIME_LIB) || exit 1; done
 
-# real training on Fashion-MNIST through the emitted C (plain build only: it is long)
-e2e: $(BUILD)/nnc $(RUNTIME_LIB)
+# real training on Fashion-MNIST and the shapes set through the emitted C
+# (plain build only: it is long); asan_examples.sh builds each example's C
+# with the sanitizers against the sanitized runtime for a few steps; llvm.sh checks
+# the JIT and --emit=obj against the emitted C on every example
+e2e: $(BUILD)/nnc $(RUNTIME_LIB) $(SHAPES_DATA)
+	@$(MAKE) --no-print-directory SAN=1 build-san/libnnrt.a
 	@sh tests/e2e/codegen.sh $(BUILD)/nnc $(RUNTIME_LIB)
+	@sh tests/e2e/llvm.sh $(BUILD)/nnc $(RUNTIME_LIB)
 	@sh tests/e2e/resume.sh $(BUILD)/nnc $(RUNTIME_LIB)
+	@sh tests/e2e/asan_examples.sh $(BUILD)/nnc build-san/libnnrt.a
 	@sh tests/e2e/train_mlp.sh $(BUILD)/nnc $(RUNTIME_LIB)
+	@sh tests/e2e/train_cnn.sh $(BUILD)/nnc $(RUNTIME_LIB)
 
 robust: $(BUILD)/nnc
 	@/usr/bin/python3 tests/robust.py $(BUILD)/nnc
@@ -140,5 +194,17 @@ demo: deps nnc runtime/libnnrt.a
 bench-frontend: nnc
 	@python3 bench/frontend.py ./nnc 200
 
+# nnrt_sgemm against OpenBLAS at 1 and 2 threads, as a markdown table. OpenBLAS
+# is the bench's alone (installed here when missing), never a test's.
+bench-gemm: $(RUNTIME_LIB)
+	@dpkg-query -W -f='$${Status}' libopenblas-dev 2>/dev/null | grep -q 'install ok installed' || { \
+		echo "bench-gemm: installing libopenblas-dev"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+		$$SUDO apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends libopenblas-dev >/dev/null; }
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(CPPFLAGS) $(WARN) -O2 $(RUNTIME_ARCH) -o $(BUILD)/bench/gemm bench/gemm.c $(RUNTIME_LIB) -lopenblas -lm -pthread
+	@$(BUILD)/bench/gemm
+
 clean:
-	rm -rf build build-san nnc runtime/libnnrt.a
+	rm -rf build build-san nnc runtime/libnnrt.a examples/shapes

@@ -69,9 +69,40 @@ static void verify(const IrGraph *g, const char *which)
 		NNC_BUG("%s graph of '%s' fails verification: %s", which, g->name, bad);
 }
 
+/* --optimizer SPEC, checked by the same front end as a train section: its
+ * mistakes point into the flag's text */
+static bool override_optimizer(Compile *c, const char *spec)
+{
+	Arena *a = c->arena;
+	const char *text = arena_printf(a, "model flag { input x: [1]\n output x }\ntrain { optimizer = %s\n }\n", spec);
+	SrcFile *src = arena_alloc(a, sizeof *src);
+	*src = (SrcFile){ "--optimizer", text, strlen(text) };
+	int before = c->diag.nerrors;
+	AstFile *f = ast_parse(a, src);
+	Program *p = c->diag.nerrors == before ? elab_program(a, f) : NULL;
+	if (c->diag.nerrors != before || !p || p->nmodels != 1)
+		return false;
+	const TrainConfig *t = &p->models[0]->train;
+	TrainConfig *m = &c->model->train;
+	m->opt = t->opt;
+	m->lr = t->lr;
+	m->momentum = t->momentum;
+	m->nesterov = t->nesterov;
+	m->beta1 = t->beta1;
+	m->beta2 = t->beta2;
+	m->eps = t->eps;
+	m->alpha = t->alpha;
+	m->weight_decay = t->weight_decay;
+	return true;
+}
+
 /* the graphs of training and inference, then their loops */
 static bool back_end(Compile *c, const CompileOpts *o)
 {
+	if (o->optimizer && !override_optimizer(c, o->optimizer)) {
+		c->failed_stage = "flags";
+		return false;
+	}
 	const Model *m = c->model;
 	c->infer = mode_inference(m->graph);
 	verify(c->infer, "inference");

@@ -21,6 +21,7 @@ typedef struct CompileOpts {
 	FILE *diag_out;		/* where diagnostics go; NULL captures them only */
 	CompileUpto upto;
 	bool inference;		/* forward only: no training graph, no train_step */
+	const char *optimizer;	/* --optimizer SPEC: replaces the train section's, e.g. "sgd(lr=0.1, momentum=0.9)" */
 } CompileOpts;
 
 typedef struct Compile {

@@ -16,7 +16,13 @@
 typedef struct EmitllOpts {
 	const char *prefix;	/* starts every public symbol: PREFIX_info, PREFIX_init, ... */
 	bool with_main;		/* adds main() running the runtime's training driver */
-	int opt;		/* 0: no optimization; 2 or 3: the default<O2> or <O3> pipeline */
+	/* 0: no optimization; 1: the JIT's short pipeline (what the loops need,
+	 * vectorized); 2 or 3: LLVM's default<O2> or default<O3> */
+	int opt;
+	/* NULL: all of the above. For the JIT, parts: "" the data alone (the
+	 * buffer table and PREFIX_info with NULL kernels), or a function's name
+	 * ("train_step"): its kernel alone, k_NAME with external linkage */
+	const char *only;
 } EmitllOpts;
 
 typedef enum { EMITLL_IR, EMITLL_OBJ } EmitllKind;

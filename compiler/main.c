@@ -1,18 +1,23 @@
 /*
  * main.c: the nnc command line. Parses flags, runs the pipeline (compile.c)
  * and prints what was asked: a summary (`nnc check`), or the graph IR as
- * text or Graphviz (`--emit=ir`, `--emit=dot`). Exit status: 0 on success,
- * 1 on any error in the user's input or flags.
+ * text or Graphviz (`--emit=ir`, `--emit=dot`), C (`-o MODEL.c`), LLVM IR
+ * or an object file (`--emit=llvm`, `--emit=obj`); `nnc train` JIT-compiles
+ * the model and runs the runtime's training driver. Exit status: 0 on
+ * success, 1 on any error in the user's input or flags.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "compile.h"
 #include "emit_c.h"
+#include "emit_llvm.h"
+#include "jit.h"
 #include "summary.h"
 
 #ifndef NNC_VERSION
@@ -23,6 +28,8 @@ static const char usage[] =
 	"usage: nnc check FILE.nn [--model NAME] [--params] [--list]\n"
 	"       nnc FILE.nn -o MODEL.c [--main] [--prefix NAME] [--inference] [--model NAME]\n"
 	"       nnc FILE.nn --emit=ir|dot|loops [-o OUT] [--inference] [--model NAME]\n"
+	"       nnc FILE.nn --emit=llvm|obj [-o OUT] [--main] [--prefix NAME] [--inference] [--model NAME]\n"
+	"       nnc train FILE.nn [--model NAME] [training flags: nnc train FILE.nn --help]\n"
 	"       nnc --help | --version\n"
 	"\n"
 	"Compiles neural networks written in the nn language (docs/language.md).\n"
@@ -30,6 +37,9 @@ static const char usage[] =
 	"commands:\n"
 	"  check FILE.nn       check the model and print a summary: every layer with its\n"
 	"                      output shape, parameters and FLOPs, then the totals\n"
+	"  train FILE.nn       compile the model for this machine (LLVM JIT) and train it; the\n"
+	"                      flags after the file are the training driver's (docs/training.md);\n"
+	"                      --verbose also times the compilation and the start\n"
 	"\n"
 	"options:\n"
 	"  --model NAME        the model to use when the file holds several (default: the first)\n"
@@ -45,6 +55,9 @@ static const char usage[] =
 	"                      or the inference graph with --inference or for a model without a loss\n"
 	"  --emit=dot          the same graph as Graphviz (render with: dot -Tsvg)\n"
 	"  --emit=loops        print the loop IR the backends translate\n"
+	"  --emit=llvm         the model's LLVM module (.ll text, optimized for this machine)\n"
+	"  --emit=obj          an object file for this machine (needs -o), what MODEL.c compiles to;\n"
+	"                      with --main: cc OUT.o runtime/libnnrt.a -lz -lm -o model\n"
 	"  -o OUT              (with --emit) write the output to OUT instead of standard output\n"
 	"  -h, --help          show this help\n"
 	"  --version           show the version\n"
@@ -155,15 +168,18 @@ static int parse_flags(int argc, char **argv, Flags *f)
 	}
 	if (!f->file)
 		return bad_flags("%s", f->cmd ? "check needs a .nn file" : "no input file", "nnc check model.nn");
-	if (f->emit && strcmp(f->emit, "ir") && strcmp(f->emit, "dot") && strcmp(f->emit, "loops"))
-		return bad_flags("unknown --emit kind '%s'", f->emit, "--emit takes ir, dot or loops");
+	bool code = f->emit && (!strcmp(f->emit, "llvm") || !strcmp(f->emit, "obj"));	/* LLVM: like -o MODEL.c */
+	if (f->emit && !code && strcmp(f->emit, "ir") && strcmp(f->emit, "dot") && strcmp(f->emit, "loops"))
+		return bad_flags("unknown --emit kind '%s'", f->emit, "--emit takes ir, dot, loops, llvm or obj");
+	if (f->emit && !strcmp(f->emit, "obj") && !f->out)
+		return bad_flags("%s", "--emit=obj needs -o FILE.o", NULL);
 	if (!f->cmd && !f->emit && !f->out)
 		return bad_flags("%s", "nothing to do: give a command, -o MODEL.c or --emit",
 				 "nnc check FILE.nn, nnc FILE.nn -o model.c, or nnc FILE.nn --emit=ir");
 	if (!f->cmd && !f->emit && (strlen(f->out) < 3 || strcmp(f->out + strlen(f->out) - 2, ".c")))
 		return bad_flags("the output '%s' should end in .c", f->out, "nnc writes MODEL.c and MODEL.h beside it");
-	if ((f->main || f->prefix) && (f->cmd || f->emit))
-		return bad_flags("%s", "--main and --prefix go with -o MODEL.c", NULL);
+	if ((f->main || f->prefix) && (f->cmd || (f->emit && !code)))
+		return bad_flags("%s", "--main and --prefix go with -o MODEL.c, --emit=llvm or --emit=obj", NULL);
 	if (f->prefix && !valid_prefix(f->prefix))
 		return bad_flags("the prefix '%s' must be a C identifier", f->prefix, "letters, digits and '_', not starting with a digit");
 	if (f->cmd && f->emit)
@@ -252,14 +268,172 @@ static int write_code(const Flags *f, const Compile *c)
 	return rc;
 }
 
+typedef struct Bytes {
+	const char *data;
+	size_t len;
+} Bytes;
+
+static void emit_bytes(FILE *f, const void *a)
+{
+	const Bytes *b = a;
+	fwrite(b->data, 1, b->len, f);
+}
+
+/* --emit=llvm and --emit=obj: the LLVM module as text or as an object file */
+static int write_llvm(const Flags *f, const Compile *c)
+{
+	EmitllOpts o = { .prefix = f->prefix ? f->prefix : c->model->name, .with_main = f->main, .opt = 2 };
+	char err[512];
+	Bytes b = { 0 };
+	char *data = NULL;
+	if (emitll_render(c->loops, &o, strcmp(f->emit, "obj") ? EMITLL_IR : EMITLL_OBJ, &data, &b.len, err, sizeof err)) {
+		fprintf(stderr, "nnc: error: %s\n", err);
+		return 1;
+	}
+	b.data = data;
+	int rc = write_output(f->out, emit_bytes, &b);
+	free(data);
+	return rc;
+}
+
+/* ---- nnc train FILE.nn [--model NAME] [training flags] ----
+ * The kernels compile in the background while the driver loads the data
+ * (jit.h); with --verbose (the driver's flag, passed on) nnc also reports
+ * when the JIT started and when train_step's code was there. */
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) * 1e-6;
+}
+
+/* milliseconds since the process started (Linux: /proc/self/stat, 10 ms
+ * resolution), so the time the loader spends mapping libLLVM counts too; -1
+ * where that is unknown */
+static double ms_since_exec(void)
+{
+	char buf[1024];
+	FILE *f = fopen("/proc/self/stat", "r");
+	size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+	if (f)
+		fclose(f);
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')');	/* the command name may hold spaces */
+	unsigned long long start = 0;
+	for (int field = 2; p && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	struct timespec now;
+	if (!p || sscanf(p, " %llu", &start) != 1 || clock_gettime(CLOCK_BOOTTIME, &now) != 0)
+		return -1;
+	return ((double)now.tv_sec + (double)now.tv_nsec * 1e-9 - (double)start / (double)sysconf(_SC_CLK_TCK)) * 1e3;
+}
+
+static struct {
+	struct timespec t0;	/* main() entered */
+	Jit *jit;
+	float (*train_step)(NnrtCtx *, int64_t, const float *, const void *, float *);
+	bool reported;
+} verbose;
+
+/* with --verbose: the model's train_step, timing the first call once its code is there */
+static float timed_step(NnrtCtx *ctx, int64_t n, const float *x, const void *y, float *out)
+{
+	if (!verbose.reported) {
+		verbose.reported = true;
+		struct timespec t;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		char err[512];
+		if (jit_wait(verbose.jit, "train_step", err, sizeof err)) {
+			fprintf(stderr, "nnc: error: %s\n", err);
+			exit(1);
+		}
+		fprintf(stderr, "nnc: train_step compiled and running %.0f ms after launch (waited %.0f ms for it)\n",
+			ms_since_exec(), ms_since(&t));
+	}
+	return verbose.train_step(ctx, n, x, y, out);
+}
+
+/* the arguments after `nnc train FILE.nn`: --model is nnc's, the rest goes
+ * to the training driver after a program name (rest has room for argc) */
+static int train_args(int argc, char **argv, char **rest, int *nrest, const char **model, bool *verb)
+{
+	for (int i = 3; i < argc; i++) {
+		if (is_flag(argv[i], "--model")) {
+			*model = value(argc, argv, &i);
+			if (!*model || !**model)
+				return bad_flags("option '%s' needs a value", "--model", NULL);
+		} else {
+			*verb |= !strcmp(argv[i], "--verbose");
+			rest[(*nrest)++] = argv[i];
+		}
+	}
+	return 0;
+}
+
+/* the JIT's model through the runtime's driver */
+static int train_jit(const Compile *c, int nrest, char **rest, bool verb)
+{
+	char err[512];
+	Jit *j = jit_new(c->loops, c->model->name, err, sizeof err);
+	if (!j) {
+		fprintf(stderr, "nnc: error: %s\n", err);
+		return 1;
+	}
+	NnrtModelInfo info = *jit_model(j);
+	if (verb && info.train_step) {
+		fprintf(stderr, "nnc: JIT started %.0f ms after launch (%.0f ms after main); kernels compile in the background\n",
+			ms_since_exec(), ms_since(&verbose.t0));
+		verbose.jit = j;
+		verbose.train_step = info.train_step;
+		info.train_step = timed_step;
+	}
+	int rc = nnrt_train_main(&info, nrest, rest);
+	jit_free(j);
+	return rc;
+}
+
+static int train_command(int argc, char **argv)
+{
+	clock_gettime(CLOCK_MONOTONIC, &verbose.t0);
+	if (argc < 3 || argv[2][0] == '-') {
+		if (argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+			fputs(usage, stdout);
+			return 0;
+		}
+		return bad_flags("%s", "train needs a .nn file first", "nnc train model.nn --epochs 1");
+	}
+	char **rest = calloc((size_t)argc + 1, sizeof *rest), prog[256];
+	if (!rest)
+		return 1;
+	snprintf(prog, sizeof prog, "nnc train %s", argv[2]);
+	int nrest = 0;
+	rest[nrest++] = prog;
+	const char *model = NULL;
+	bool verb = false;
+	int rc = train_args(argc, argv, rest, &nrest, &model, &verb);
+	if (!rc) {
+		CompileOpts o = { .model = model, .diag_out = stderr, .upto = UPTO_LOOPS };
+		Compile *c = compile_file(argv[2], &o);
+		if (c->nerrors > 1)
+			fprintf(stderr, "%d errors\n", c->nerrors);
+		rc = c->nerrors ? 1 : train_jit(c, nrest, rest, verb);
+		compile_free(c);
+	}
+	free(rest);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "train"))
+		return train_command(argc, argv);
 	Flags f = { 0 };
 	int r = parse_flags(argc, argv, &f);
 	if (r)
 		return r == 2 ? 0 : 1;
 	CompileOpts o = { .model = f.model, .diag_out = stderr, .inference = f.inference };
-	if (f.emit && !strcmp(f.emit, "loops"))
+	if (f.emit && (!strcmp(f.emit, "loops") || !strcmp(f.emit, "llvm") || !strcmp(f.emit, "obj")))
 		o.upto = UPTO_LOOPS;
 	else if (f.emit)
 		o.upto = UPTO_GRAPHS;
@@ -282,6 +456,8 @@ int main(int argc, char **argv)
 		summary_print(stdout, c->model, f.file);
 	} else if (!f.emit) {
 		rc = write_code(&f, c);
+	} else if (!strcmp(f.emit, "llvm") || !strcmp(f.emit, "obj")) {
+		rc = write_llvm(&f, c);
 	} else if (!strcmp(f.emit, "loops")) {
 		rc = write_output(f.out, emit_loops, c->loops);
 	} else {
