@@ -161,6 +161,7 @@ e2e: $(BUILD)/nnc $(RUNTIME_LIB) $(SHAPES_DATA)
 	@sh tests/e2e/codegen.sh $(BUILD)/nnc $(RUNTIME_LIB)
 	@sh tests/e2e/llvm.sh $(BUILD)/nnc $(RUNTIME_LIB)
 	@sh tests/e2e/resume.sh $(BUILD)/nnc $(RUNTIME_LIB)
+	@sh tests/e2e/commands.sh $(BUILD)/nnc
 	@sh tests/e2e/asan_examples.sh $(BUILD)/nnc build-san/libnnrt.a
 	@sh tests/e2e/train_mlp.sh $(BUILD)/nnc $(RUNTIME_LIB)
 	@sh tests/e2e/train_cnn.sh $(BUILD)/nnc $(RUNTIME_LIB)
@@ -181,15 +182,12 @@ test: deps
 	@$(MAKE) --no-print-directory test-san
 	@echo "make test: all suites passed (plain and sanitized)"
 
-# the main job a new user runs first: check every example, then compile the
-# MLP to C with a main(), build it against the runtime, and train it on
-# Fashion-MNIST with the settings of its train section
-demo: deps nnc runtime/libnnrt.a
-	@for f in examples/*.nn; do ./nnc check $$f || exit 1; echo; done
-	@mkdir -p build/demo
-	./nnc examples/mlp.nn -o build/demo/mlp.c --main
-	$(CC) -std=c99 -O2 -Wall -Wextra -Wpedantic -Iruntime build/demo/mlp.c runtime/libnnrt.a -lz -lm -o build/demo/mlp
-	build/demo/mlp --save build/demo/mlp.safetensors
+# the main job a new user runs first: check every example, then train LeNet-5
+# on Fashion-MNIST through the JIT, with the settings of its train section
+demo: deps nnc
+	@for f in examples/*.nn; do ./nnc check $$f >/dev/null || exit 1; done
+	@echo "all examples check; training examples/lenet.nn:"
+	./nnc train examples/lenet.nn --save build/lenet.safetensors --checkpoint build/lenet.ckpt
 
 bench-frontend: nnc
 	@python3 bench/frontend.py ./nnc 200

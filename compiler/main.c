@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "compile.h"
@@ -354,25 +355,41 @@ static float timed_step(NnrtCtx *ctx, int64_t n, const float *x, const void *y, 
 	return verbose.train_step(ctx, n, x, y, out);
 }
 
-/* the arguments after `nnc train FILE.nn`: --model is nnc's, the rest goes
- * to the training driver after a program name (rest has room for argc) */
-static int train_args(int argc, char **argv, char **rest, int *nrest, const char **model, bool *verb)
+typedef struct RunArgs {
+	const char *cmd;		/* train, eval or predict */
+	const char *model, *optimizer, *backend;
+	bool verbose;
+} RunArgs;
+
+/* the arguments after `nnc CMD FILE.nn`: --model, --optimizer and --backend
+ * are nnc's; the rest goes to the runtime's driver after a program name
+ * (rest has room for argc) */
+static int run_args(int argc, char **argv, char **rest, int *nrest, RunArgs *a)
 {
 	for (int i = 3; i < argc; i++) {
-		if (is_flag(argv[i], "--model")) {
-			*model = value(argc, argv, &i);
-			if (!*model || !**model)
-				return bad_flags("option '%s' needs a value", "--model", NULL);
+		const char **slot = is_flag(argv[i], "--model") ? &a->model : is_flag(argv[i], "--optimizer") ? &a->optimizer :
+				    is_flag(argv[i], "--backend") ? &a->backend : NULL;
+		if (slot) {
+			const char *flag = argv[i];
+			*slot = value(argc, argv, &i);
+			if (!*slot || !**slot)
+				return bad_flags("option '%s' needs a value", flag, NULL);
 		} else {
-			*verb |= !strcmp(argv[i], "--verbose");
+			a->verbose |= !strcmp(argv[i], "--verbose");
 			rest[(*nrest)++] = argv[i];
 		}
 	}
+	if (a->backend && strcmp(a->backend, "jit") && strcmp(a->backend, "c"))
+		return bad_flags("unknown backend '%s'", a->backend, "--backend takes jit or c");
+	if (a->backend && !strcmp(a->backend, "c") && strcmp(a->cmd, "train"))
+		return bad_flags("%s", "--backend c goes with nnc train", NULL);
+	if (a->optimizer && strcmp(a->cmd, "train"))
+		return bad_flags("%s", "--optimizer goes with nnc train", NULL);
 	return 0;
 }
 
 /* the JIT's model through the runtime's driver */
-static int train_jit(const Compile *c, int nrest, char **rest, bool verb)
+static int run_jit(const Compile *c, const RunArgs *a, int nrest, char **rest)
 {
 	char err[512];
 	Jit *j = jit_new(c->loops, c->model->name, err, sizeof err);
@@ -381,43 +398,97 @@ static int train_jit(const Compile *c, int nrest, char **rest, bool verb)
 		return 1;
 	}
 	NnrtModelInfo info = *jit_model(j);
-	if (verb && info.train_step) {
+	if (a->verbose && info.train_step && !strcmp(a->cmd, "train")) {
 		fprintf(stderr, "nnc: JIT started %.0f ms after launch (%.0f ms after main); kernels compile in the background\n",
 			ms_since_exec(), ms_since(&verbose.t0));
 		verbose.jit = j;
 		verbose.train_step = info.train_step;
 		info.train_step = timed_step;
 	}
-	int rc = nnrt_train_main(&info, nrest, rest);
+	int rc = !strcmp(a->cmd, "eval") ? nnrt_eval_main(&info, nrest, rest) :
+		 !strcmp(a->cmd, "predict") ? nnrt_predict_main(&info, nrest, rest) : nnrt_train_main(&info, nrest, rest);
 	jit_free(j);
 	return rc;
 }
 
-static int train_command(int argc, char **argv)
+/* the runtime beside this executable: DIR/runtime holds nnrt.h and libnnrt.a */
+static bool runtime_dir(char *buf, size_t n)
+{
+	ssize_t k = readlink("/proc/self/exe", buf, n - 16);
+	if (k <= 0)
+		return false;
+	buf[k] = 0;
+	char *slash = strrchr(buf, '/');
+	if (!slash)
+		return false;
+	strcpy(slash, "/runtime");
+	return true;
+}
+
+/* --backend c: the emitted C with a main(), compiled by cc in a scratch
+ * folder, then run with the driver's flags */
+static int run_c(const Compile *c, int nrest, char **rest)
+{
+	char rt[1024], dir[] = "/tmp/nnc-XXXXXX";
+	if (!runtime_dir(rt, sizeof rt))
+		return bad_flags("%s", "cannot find the runtime beside nnc", NULL);
+	if (!mkdtemp(dir))
+		return bad_flags("cannot make a scratch folder: %s", strerror(errno), NULL);
+	char src[64], exe[64], cmd[4096];
+	snprintf(src, sizeof src, "%s/model.c", dir);
+	snprintf(exe, sizeof exe, "%s/model", dir);
+	Flags f = { .out = src, .main = true, .prefix = c->model->name };
+	int rc = write_code(&f, c);
+	const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+	snprintf(cmd, sizeof cmd, "%s -std=c99 -O2 -march=native -I'%s' '%s' '%s/libnnrt.a' -lz -lm -pthread -o '%s'", cc, rt,
+		 src, rt, exe);
+	if (!rc && system(cmd) != 0)
+		rc = bad_flags("the C compiler failed: %s", cmd, "set CC to a working C99 compiler, or use --backend jit");
+	if (!rc) {
+		rest[0] = exe;
+		rest[nrest] = NULL;
+		fflush(NULL);
+		pid_t pid = fork();
+		if (pid == 0) {
+			execv(exe, rest);
+			_exit(127);
+		}
+		int st = 0;
+		rc = pid < 0 || waitpid(pid, &st, 0) < 0 ? 1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	}
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "nnc: warning: could not remove %s\n", dir);
+	return rc;
+}
+
+/* nnc train|eval|predict FILE.nn [flags] */
+static int run_command(int argc, char **argv)
 {
 	clock_gettime(CLOCK_MONOTONIC, &verbose.t0);
+	RunArgs a = { .cmd = argv[1] };
 	if (argc < 3 || argv[2][0] == '-') {
 		if (argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
 			fputs(usage, stdout);
 			return 0;
 		}
-		return bad_flags("%s", "train needs a .nn file first", "nnc train model.nn --epochs 1");
+		return bad_flags("%s needs a .nn file first", a.cmd, "for example: nnc train examples/lenet.nn --epochs 1");
 	}
-	char **rest = calloc((size_t)argc + 1, sizeof *rest), prog[256];
+	char **rest = calloc((size_t)argc + 2, sizeof *rest), prog[256];
 	if (!rest)
 		return 1;
-	snprintf(prog, sizeof prog, "nnc train %s", argv[2]);
+	snprintf(prog, sizeof prog, "nnc %s %s", a.cmd, argv[2]);
 	int nrest = 0;
 	rest[nrest++] = prog;
-	const char *model = NULL;
-	bool verb = false;
-	int rc = train_args(argc, argv, rest, &nrest, &model, &verb);
+	int rc = run_args(argc, argv, rest, &nrest, &a);
 	if (!rc) {
-		CompileOpts o = { .model = model, .diag_out = stderr, .upto = UPTO_LOOPS };
+		bool infer = strcmp(a.cmd, "train") != 0;
+		CompileOpts o = { .model = a.model, .diag_out = stderr, .upto = UPTO_LOOPS, .inference = infer,
+				  .optimizer = a.optimizer };
 		Compile *c = compile_file(argv[2], &o);
 		if (c->nerrors > 1)
 			fprintf(stderr, "%d errors\n", c->nerrors);
-		rc = c->nerrors ? 1 : train_jit(c, nrest, rest, verb);
+		rc = c->nerrors ? 1 : a.backend && !strcmp(a.backend, "c") ? run_c(c, nrest, rest) : run_jit(c, &a, nrest, rest);
 		compile_free(c);
 	}
 	free(rest);
@@ -426,8 +497,8 @@ static int train_command(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	if (argc >= 2 && !strcmp(argv[1], "train"))
-		return train_command(argc, argv);
+	if (argc >= 2 && (!strcmp(argv[1], "train") || !strcmp(argv[1], "eval") || !strcmp(argv[1], "predict")))
+		return run_command(argc, argv);
 	Flags f = { 0 };
 	int r = parse_flags(argc, argv, &f);
 	if (r)

@@ -325,7 +325,7 @@ static int ds_alloc(NnrtDataset *d, const NnrtDataSpec *spec, int64_t count, con
 	d->count = count;
 	d->in_elems = spec->in_elems;
 	d->target = spec->target;
-	d->target_elems = spec->target == NNRT_TARGET_CLASS ? 1 : spec->target_elems;
+	d->target_elems = spec->target == NNRT_TARGET_CLASS ? 1 : spec->target == NNRT_TARGET_NONE ? 0 : spec->target_elems;
 	int64_t nx = mul(mul(count, d->in_elems), (int64_t)sizeof(float));
 	int64_t ny = mul(mul(count, d->target_elems), 8);
 	if (count > (int64_t)UINT32_MAX || nx < 0 || ny < 0 || (uint64_t)nx > SIZE_MAX)
@@ -334,9 +334,9 @@ static int ds_alloc(NnrtDataset *d, const NnrtDataSpec *spec, int64_t count, con
 	d->x = malloc(nx ? (size_t)nx : 1);
 	if (spec->target == NNRT_TARGET_CLASS)
 		d->labels = malloc((size_t)count * sizeof *d->labels + 1);
-	else
+	else if (spec->target == NNRT_TARGET_FLOAT)
 		d->t = malloc((size_t)(count * d->target_elems) * sizeof *d->t + 1);
-	if (!d->x || (!d->labels && !d->t))
+	if (!d->x || (spec->target != NNRT_TARGET_NONE && !d->labels && !d->t))
 		return fail(err, path, "out of memory for %lld samples (%.0f MB); use a smaller data set",
 			    (long long)count, (double)(nx + ny) / 1e6);
 	return 0;
@@ -445,6 +445,8 @@ static int idx_labels(const char *path, const char *images, const NnrtDataSpec *
 static int idx_load(const char *images, const char *labels, const NnrtDataSpec *spec, NnrtDataset *d,
 		    NnrtError *err)
 {
+	if (spec->target == NNRT_TARGET_NONE)
+		return idx_images(images, spec, d, err);
 	if (spec->target != NNRT_TARGET_CLASS)
 		return fail(err, images, "IDX labels are classes but the model's targets are floats; use a CSV "
 					 "or .npy file with float targets");
@@ -459,6 +461,8 @@ static int idx_file(const char *images, const NnrtDataSpec *spec, NnrtDataset *d
 	char labels[PATH_CAP];
 	const char *base = base_name(images);
 	const char *at = strstr(base, "images-idx3");
+	if (spec->target == NNRT_TARGET_NONE)
+		return idx_load(images, NULL, spec, d, err);	/* inputs only: no labels needed */
 	if (strlen(images) >= sizeof labels)
 		return fail(err, images, "the path is too long; move the files to a shorter one");
 	snprintf(labels, sizeof labels, "%.*slabels-idx1%s", (int)(at - images), images, at + strlen("images-idx3"));
@@ -562,6 +566,14 @@ static int csv_setup(Csv *c, const char *line, int64_t max_rows)
 	const NnrtDataSpec *spec = c->spec;
 	c->ncols = csv_fields(line);
 	c->first = c->line;
+	if (spec->target == NNRT_TARGET_NONE) {	/* inputs only: every field is an input */
+		c->label = -1;
+		if (c->ncols != spec->in_elems)
+			return fail(c->err, c->path, "line %lld has %lld fields but the model's input takes %lld; "
+						     "use data that fits the model",
+				    (long long)c->line, (long long)c->ncols, (long long)spec->in_elems);
+		return ds_alloc(c->d, spec, max_rows, c->path, c->err);
+	}
 	c->label = spec->csv_label_column < 0 ? c->ncols - 1 : spec->csv_label_column;
 	if (spec->csv_label_column < -1 || c->label >= c->ncols)
 		return fail(c->err, c->path, "the label column is %d (counting from 0, -1 for the last) but line "
@@ -1011,6 +1023,22 @@ static int npy_load(const char *inputs, const char *targets, const NnrtDataSpec 
 	return rc;
 }
 
+/* inputs only, for predictions */
+static int npy_single(const char *path, const NnrtDataSpec *spec, NnrtDataset *d, NnrtError *err)
+{
+	Src s;
+	Npy h;
+	if (npy_open(&s, path, &h, err))
+		return -1;
+	int rc = npy_inputs(&h, spec, err);
+	if (!rc)
+		rc = ds_alloc(d, spec, h.count, path, err);
+	if (!rc)
+		rc = npy_data(&s, &h, spec, d->x, NULL, err);
+	src_close(&s);
+	return rc;
+}
+
 /* "inputs.npy,targets.npy" */
 static int npy_pair(const char *path, const NnrtDataSpec *spec, NnrtDataset *d, NnrtError *err)
 {
@@ -1049,6 +1077,8 @@ static int load_any(const char *path, NnrtSplit split, const NnrtDataSpec *spec,
 	if (strstr(base, "labels-idx1"))
 		return fail(err, path, "is an IDX labels file; pass the images file (its labels are found beside "
 				       "it) or the folder");
+	if (ends_with(path, ".npy") && spec->target == NNRT_TARGET_NONE)
+		return npy_single(path, spec, d, err);
 	if (ends_with(path, ".npy"))
 		return fail(err, path, "a .npy file holds one array; pass inputs and targets as "
 				       "inputs.npy,targets.npy");
@@ -1062,7 +1092,7 @@ static int spec_ok(const NnrtDataSpec *spec)
 		return 0;
 	if (spec->target == NNRT_TARGET_CLASS)
 		return spec->classes > 0;
-	return spec->target == NNRT_TARGET_FLOAT && spec->target_elems > 0;
+	return spec->target == NNRT_TARGET_NONE || (spec->target == NNRT_TARGET_FLOAT && spec->target_elems > 0);
 }
 
 int nnrt_data_load(const char *path, NnrtSplit split, const NnrtDataSpec *spec, NnrtDataset *out,

@@ -1,12 +1,13 @@
 /*
  * nnrt.h: the nnc runtime, libnnrt. Generated code (C or LLVM) and the
- * training driver link against it. It is small, has no global state, and
- * reports every failure as a message in a caller-provided buffer: nothing in
- * it prints, exits or aborts on bad input.
+ * training driver link against it. It is small, has no global state beyond
+ * its thread pool, and reports every failure as a message in a caller-provided
+ * buffer: nothing in it prints, exits or aborts on bad input.
  *
  * Areas, one .c file each: rng.c (random numbers, initializers), gemm.c
- * (matrix products), data.c (IDX, CSV, NumPy loaders; batching), weights.c
- * (safetensors files), train.c (the training driver).
+ * (matrix products), pool.c (the thread pool), data.c (IDX, CSV, NumPy
+ * loaders; batching), weights.c (safetensors files), train.c (the training
+ * driver).
  */
 #ifndef NNRT_H
 #define NNRT_H
@@ -48,7 +49,9 @@ float nnrt_fan_in_bound(int64_t fan_in);
 
 /* ---- GEMM, row-major: C = alpha * op(A) * op(B) + beta * C ----
  * op(A) is m x k (A is k x m when transa), op(B) is k x n (B is n x k when
- * transb). beta = 0 writes C without reading it (C may hold NaN). */
+ * transb). beta = 0 writes C without reading it (C may hold NaN). Large
+ * products run on the thread pool; C is bitwise the same for every thread
+ * count. */
 void nnrt_sgemm(int transa, int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
 		int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
@@ -56,7 +59,11 @@ void nnrt_sgemm(int transa, int transb, int64_t m, int64_t n, int64_t k, float a
  * A data set is held in memory as float inputs [count, in_elems] and targets:
  * class labels (int64, [count]) or floats [count, target_elems]. Pixels of
  * uint8 files are scaled to [0, 1] (divided by 255), as torchvision's ToTensor. */
-typedef enum { NNRT_TARGET_CLASS, NNRT_TARGET_FLOAT } NnrtTargetKind;
+typedef enum {
+	NNRT_TARGET_CLASS,
+	NNRT_TARGET_FLOAT,
+	NNRT_TARGET_NONE,	/* inputs only (predictions): one .npy, an IDX images file, or a CSV of inputs */
+} NnrtTargetKind;
 
 typedef struct NnrtDataSpec {
 	int64_t in_elems;		/* per-sample input elements the model expects */
@@ -216,6 +223,23 @@ int nnrt_train_main(const NnrtModelInfo *m, int argc, char **argv);
 /* `--weights W [--data PATH] [--batch N]`: prints the loss, the accuracy and
  * the confusion matrix of class targets; returns the exit status */
 int nnrt_eval_main(const NnrtModelInfo *m, int argc, char **argv);
+
+/* `--weights W --input FILE [--top K] [--output FILE.csv] [--batch N]`: the
+ * outputs for inputs without labels, one CSV row per sample (all outputs, or
+ * the top K classes with their scores); returns the exit status */
+int nnrt_predict_main(const NnrtModelInfo *m, int argc, char **argv);
+
+/* ---- threads: a pool on pthreads, the runtime's one piece of global state ----
+ * nnrt_parallel_for calls body(ctx, begin, end) on contiguous chunks that
+ * cover [0, n) once: t = min(threads, n) chunks whose sizes differ by at most
+ * one (the first n % t one longer), the same chunks for the same thread
+ * count. The calling thread runs chunks too, and returns when all are done.
+ * Workers are created on first use and sleep between calls. A call made from
+ * inside a body runs body(ctx, 0, n) serially; calls from several threads at
+ * once take turns. */
+void nnrt_pool_set_threads(int n);	/* n <= 0: one per online core, the default */
+int nnrt_pool_threads(void);
+void nnrt_parallel_for(int64_t n, void (*body)(void *ctx, int64_t begin, int64_t end), void *ctx);
 
 #ifdef __cplusplus
 }

@@ -959,3 +959,127 @@ int nnrt_eval_main(const NnrtModelInfo *m, int argc, char **argv)
 	nnrt_data_free(&d);
 	return rc;
 }
+
+/* ---- nnc predict: the model's outputs for inputs without labels ---- */
+
+typedef struct PredictOpts {
+	const char *weights, *input, *output;
+	int64_t batch, top;
+} PredictOpts;
+
+static int predict_flags(const NnrtModelInfo *m, int argc, char **argv, PredictOpts *o)
+{
+	*o = (PredictOpts){ .batch = m->batch };
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!v)
+			return fail("%s needs a value", a, NULL);
+		if (!strcmp(a, "--weights"))
+			o->weights = v;
+		else if (!strcmp(a, "--input"))
+			o->input = v;
+		else if (!strcmp(a, "--output"))
+			o->output = v;
+		else if (!strcmp(a, "--batch")) {
+			if (int_flag(a, v, 1, 1 << 24, &o->batch))
+				return 1;
+		} else if (!strcmp(a, "--top")) {
+			if (int_flag(a, v, 1, m->out_elems ? m->out_elems : 1, &o->top))
+				return 1;
+		} else
+			return fail("unknown option '%s'", a,
+				    "predict takes --weights W, --input FILE, --top K, --output FILE.csv and --batch N");
+		i++;
+	}
+	if (!o->weights || !o->input)
+		return fail("%s", "predict needs --weights W.safetensors and --input FILE",
+			    "FILE is a .npy of inputs, an IDX images file, or a CSV of inputs");
+	if (!m->out_elems)
+		return fail("model '%s' has no output to predict", m->name, NULL);
+	return 0;
+}
+
+/* one CSV row per sample: every output, or the top k (index, value) pairs */
+static void predict_rows(FILE *f, const NnrtModelInfo *m, const float *out, int64_t n, int64_t first, int64_t top)
+{
+	for (int64_t i = 0; i < n; i++) {
+		const float *o = out + i * m->out_elems;
+		fprintf(f, "%lld", (long long)(first + i));
+		if (!top) {
+			for (int64_t j = 0; j < m->out_elems; j++)
+				fprintf(f, ",%.9g", o[j]);
+		}
+		for (int64_t k = 0, last = -1; k < top; k++) {
+			/* the k-th largest: the best below the previous pick, ties by index */
+			int64_t best = -1;
+			for (int64_t j = 0; j < m->out_elems; j++) {
+				bool below = last < 0 || o[j] < o[last] || (o[j] == o[last] && j > last);
+				if (below && (best < 0 || o[j] > o[best]))
+					best = j;
+			}
+			fprintf(f, ",%lld,%.9g", (long long)best, o[best]);
+			last = best;
+		}
+		fprintf(f, "\n");
+	}
+}
+
+static void predict_header(FILE *f, const NnrtModelInfo *m, int64_t top)
+{
+	fprintf(f, "sample");
+	for (int64_t j = 0; j < (top ? top : m->out_elems); j++)
+		fprintf(f, top ? ",class%lld,score%lld" : ",out%lld", (long long)j + 1, (long long)j + 1);
+	fprintf(f, "\n");
+}
+
+int nnrt_predict_main(const NnrtModelInfo *m, int argc, char **argv)
+{
+	PredictOpts o;
+	if (predict_flags(m, argc, argv, &o))
+		return 1;
+	NnrtDataSpec spec = { .in_elems = m->in_elems, .target = NNRT_TARGET_NONE, .csv_label_column = -1, .csv_header = -1 };
+	NnrtDataset d = { 0 };
+	NnrtError err;
+	if (nnrt_data_load(o.input, NNRT_SPLIT_TEST, &spec, &d, &err) != 0)
+		return fail("%s", err.msg, NULL);
+	Run r = { 0 };
+	int rc = run_setup(&r, m, o.batch, 0);
+	if (!rc && nnrt_load_weights(&r.ctx, o.weights, &err) != 0)
+		rc = fail("%s", err.msg, NULL);
+	char *tmp = NULL;
+	FILE *f = stdout;
+	if (!rc && o.output) {
+		size_t n = strlen(o.output) + 16;
+		tmp = malloc(n);
+		snprintf(tmp, n, "%s.tmpXXXXXX", o.output);
+		int fd = mkstemp(tmp);
+		f = fd >= 0 ? fdopen(fd, "w") : NULL;
+		if (!f)
+			rc = fail("cannot write '%s'", o.output, strerror(errno));
+	}
+	int64_t *order = malloc(sizeof(int64_t) * (size_t)(d.count ? d.count : 1));
+	if (!rc && order) {
+		predict_header(f, m, o.top);
+		for (int64_t i = 0; i < d.count; i++)
+			order[i] = i;
+		for (int64_t at = 0; at < d.count; at += o.batch) {
+			int64_t n = d.count - at < o.batch ? d.count - at : o.batch;
+			nnrt_gather(&d, order, at, n, r.x, NULL);
+			m->forward(&r.ctx, n, r.x, r.out);
+			predict_rows(f, m, r.out, n, at, o.top);
+		}
+	}
+	if (f && f != stdout) {
+		bool ok = !rc && fflush(f) == 0 && fsync(fileno(f)) == 0;
+		ok &= fclose(f) == 0;
+		if (!ok || rename(tmp, o.output) != 0) {
+			unlink(tmp);
+			rc = rc ? rc : fail("cannot write '%s'", o.output, strerror(errno));
+		}
+	}
+	free(tmp);
+	free(order);
+	run_free(&r);
+	nnrt_data_free(&d);
+	return rc;
+}
