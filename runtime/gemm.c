@@ -322,11 +322,17 @@ static void kernel(int64_t kc, const Strip *s)
 				for (int j = 0; j < NR; j++)
 					acc[i][j] += ap[off[i]] * bp[j];
 		}
-		for (int64_t i = 0; i < s->mr; i++, c += s->ldc)
-			for (int64_t j = 0; j < s->nr; j++) {
-				float x = s->alpha == 1.0f ? acc[i][j] : s->alpha * acc[i][j];
-				c[j] = s->beta == 0.0f ? x : s->beta == 1.0f ? c[j] + x : x + s->beta * c[j];
-			}
+		for (int64_t i = 0; i < s->mr; i++, c += s->ldc) {
+			if (s->beta == 0.0f)
+				for (int64_t j = 0; j < s->nr; j++)
+					c[j] = s->alpha * acc[i][j];
+			else if (s->beta == 1.0f)
+				for (int64_t j = 0; j < s->nr; j++)
+					c[j] += s->alpha * acc[i][j];
+			else
+				for (int64_t j = 0; j < s->nr; j++)
+					c[j] = s->alpha * acc[i][j] + s->beta * c[j];
+		}
 	}
 }
 

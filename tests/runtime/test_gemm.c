@@ -3,7 +3,10 @@
  * transposes, sizes from 1 to past every cache block (odd, non-square),
  * leading dimensions wider than the rows, and beta 0, 1 and 0.5. Padding
  * between rows of A and B holds NaN, so reading it shows in the result;
- * padding of C holds a sentinel that must survive.
+ * padding of C holds a sentinel that must survive. Large products run on 1
+ * and 2 threads, and give bitwise the same C on 1, 2, 3 and 8. The Makefile builds
+ * this file twice: against the ISA kernel of the build and, with
+ * NNRT_GEMM_PORTABLE, against a gemm.c built with the portable kernel.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -131,13 +134,15 @@ static void test_small_by_hand(void **state)
 }
 
 /* integer inputs: results must be exact, so a misplaced element cannot hide
- * in a tolerance; sizes straddle MR, NR and every cache block */
+ * in a tolerance; sizes straddle MR, NR and every cache block, and reach the
+ * dot products of narrow A * B^T */
 static void test_exact_integers(void **state)
 {
 	(void)state;
 	static const int64_t sizes[][3] = {
 		{1, 1, 1}, {1, 7, 3}, {5, 1, 9}, {3, 5, 1}, {4, 8, 16}, {7, 13, 11},
 		{65, 97, 257}, {130, 17, 300}, {9, 200, 40},
+		{5, 9, 100}, {64, 10, 128}, {3, 4, 32}, {7, 17, 45},	/* A * B^T by dot products */
 	};
 	for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
 		run_all(sizes[s][0], sizes[s][1], sizes[s][2], (int64_t)(s % 3) * 3, 1.0f, 1, 100 + s);
@@ -193,6 +198,68 @@ static void test_empty_output(void **state)
 		assert_true(c[i] == 9.0f);
 }
 
+/* past every cache block and the threading threshold, each packing choice
+ * and both ways of splitting over threads, against the double product */
+static const Case large[] = {
+	{0, 0, 150, 100, 520, 3, 1.0f, 0.5f},	/* A and B packed, k in 3 blocks */
+	{1, 1, 150, 100, 520, 0, -0.75f, 0.0f},
+	{0, 0, 150, 1030, 30, 1, 1.0f, 0.0f},	/* B packed, A in place, 2 n blocks */
+	{0, 1, 400, 20, 300, 2, 1.0f, 1.0f},	/* split over rows; B transposed */
+	{1, 0, 40, 120, 1100, 0, 1.0f, 0.5f},	/* both in place, k in 5 blocks */
+	{0, 1, 64, 256, 784, 0, 1.0f, 0.0f},	/* the MLP's first layer */
+	{0, 1, 300, 12, 700, 1, 0.5f, 0.5f},	/* dot products, split over rows */
+};
+
+static void test_large_on_threads(void **state)
+{
+	(void)state;
+	for (int threads = 1; threads <= 2; threads++) {
+		nnrt_pool_set_threads(threads);
+		for (size_t i = 0; i < sizeof large / sizeof large[0]; i++)
+			run_case(&large[i], 0, 500 + i);
+	}
+	nnrt_pool_set_threads(0);
+}
+
+/* C for the case on the given thread count, from the same inputs */
+static float *product_on(const Case *cs, int threads)
+{
+	NnrtRng r;
+	nnrt_rng_seed(&r, 99, 3);
+	int64_t ar = cs->ta ? cs->k : cs->m, ac = cs->ta ? cs->m : cs->k;
+	int64_t br = cs->tb ? cs->n : cs->k, bc = cs->tb ? cs->k : cs->n;
+	Mat a = mat_new(ar, ac, 0, 0.0f), b = mat_new(br, bc, 0, 0.0f), c = mat_new(cs->m, cs->n, 0, 0.0f);
+	mat_fill(&a, &r, 0);
+	mat_fill(&b, &r, 0);
+	mat_fill(&c, &r, 0);
+	nnrt_pool_set_threads(threads);
+	nnrt_sgemm(cs->ta, cs->tb, cs->m, cs->n, cs->k, cs->alpha, a.p, a.ld, b.p, b.ld, cs->beta, c.p, c.ld);
+	free(a.p);
+	free(b.p);
+	return c.p;
+}
+
+/* The split is over whole slivers of C and never over k: every element is
+ * the same operations on every thread count. One case per path: A and B
+ * packed, B packed, split over rows, dot products. */
+static void test_threads_bitwise_equal(void **state)
+{
+	(void)state;
+	static const size_t cases[] = {0, 2, 3, 6};
+	static const int counts[] = {2, 3, 8};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const Case *cs = &large[cases[i]];
+		float *one = product_on(cs, 1);
+		for (size_t t = 0; t < sizeof counts / sizeof counts[0]; t++) {
+			float *many = product_on(cs, counts[t]);
+			assert_memory_equal(one, many, (size_t)(cs->m * cs->n) * sizeof *one);
+			free(many);
+		}
+		free(one);
+	}
+	nnrt_pool_set_threads(0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -202,6 +269,12 @@ int main(void)
 		cmocka_unit_test(test_across_blocks),
 		cmocka_unit_test(test_nothing_to_add),
 		cmocka_unit_test(test_empty_output),
+		cmocka_unit_test(test_large_on_threads),
+		cmocka_unit_test(test_threads_bitwise_equal),
 	};
+#ifdef NNRT_GEMM_PORTABLE
+	return cmocka_run_group_tests_name("gemm, portable kernel", tests, NULL, NULL);
+#else
 	return cmocka_run_group_tests_name("gemm", tests, NULL, NULL);
+#endif
 }

@@ -1,0 +1,191 @@
+/*
+ * bench/gemm.c: nnrt_sgemm against OpenBLAS's cblas_sgemm, in GFLOP/s, on the
+ * square sizes 256, 512 and 1024 and on the GEMM shapes of the examples (the
+ * MLP's dense layers forward and backward, LeNet's and resnet_mini's
+ * convolutions through im2col, forward and backward), at 1 and 2 threads.
+ *
+ * For each shape and thread count the two libraries are timed in turn, A B A
+ * B, for reps rounds (default 15; every shape on 1 thread, then on 2); a round of one library is as many back-to-back calls as
+ * fill about 2 ms (after one untimed call). The table shows the median round
+ * of each and their ratio; the closing lines check the issue's bar at one
+ * thread: the median ratio of the square sizes >= 0.90, of every example
+ * shape >= 0.75.
+ *
+ * usage: make bench-gemm (installs libopenblas-dev when missing), or
+ *        build/bench/gemm [reps]
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nnrt.h"
+
+/* OpenBLAS's CBLAS, declared here so the bench needs no cblas.h (Debian's
+ * comes from whichever BLAS the alternatives point at); blasint is int */
+enum { CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112 };
+void cblas_sgemm(int order, int transa, int transb, int m, int n, int k, float alpha, const float *a, int lda,
+		 const float *b, int ldb, float beta, float *c, int ldc);
+void openblas_set_num_threads(int n);
+char *openblas_get_corename(void);
+
+typedef struct Shape {
+	const char *what;
+	int ta, tb;
+	int m, n, k;
+	int square;		/* in the 0.90 group, else in the 0.75 group */
+} Shape;
+
+static const Shape shapes[] = {
+	{"square", 0, 0, 256, 256, 256, 1},
+	{"square", 0, 0, 512, 512, 512, 1},
+	{"square", 0, 0, 1024, 1024, 1024, 1},
+	/* mlp, batch 64: y = x w^T (NT); dx = g w (NN); dw = g^T x (TN) */
+	{"mlp dense1 fwd", 0, 1, 64, 256, 784, 0},
+	{"mlp dense2 fwd", 0, 1, 64, 128, 256, 0},
+	{"mlp dense3 fwd", 0, 1, 64, 10, 128, 0},
+	{"mlp dense1 dx", 0, 0, 64, 784, 256, 0},
+	{"mlp dense2 dx", 0, 0, 64, 256, 128, 0},
+	{"mlp dense3 dx", 0, 0, 64, 128, 10, 0},
+	{"mlp dense1 dw", 1, 0, 256, 784, 64, 0},
+	{"mlp dense2 dw", 1, 0, 128, 256, 64, 0},
+	{"mlp dense3 dw", 1, 0, 10, 128, 64, 0},
+	/* convolutions per sample: y = w col (NN); dcol = w^T dy (TN); dw = dy col^T (NT) */
+	{"lenet conv1 fwd", 0, 0, 6, 784, 25, 0},
+	{"lenet conv2 fwd", 0, 0, 16, 100, 150, 0},
+	{"lenet conv2 dx", 1, 0, 150, 100, 16, 0},
+	{"lenet conv1 dw", 0, 1, 6, 25, 784, 0},
+	{"lenet conv2 dw", 0, 1, 16, 150, 100, 0},
+	{"resnet 3x3 fwd", 0, 0, 16, 784, 144, 0},
+	{"resnet 1x1 16->32 fwd", 0, 0, 32, 784, 16, 0},
+	{"resnet 1x1 32->16 fwd", 0, 0, 16, 784, 32, 0},
+	{"resnet 3x3 dx", 1, 0, 144, 784, 16, 0},
+	{"resnet 3x3 dw", 0, 1, 16, 144, 784, 0},
+};
+enum { NSHAPES = sizeof shapes / sizeof shapes[0], MAX_REPS = 99 };
+
+typedef struct Problem {
+	const Shape *s;
+	float *a, *b, *c;
+	int lda, ldb;
+	int calls;		/* per timed round */
+} Problem;
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void run(const Problem *p, int openblas)
+{
+	const Shape *s = p->s;
+	if (openblas)
+		cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, s->m,
+			    s->n, s->k, 1.0f, p->a, p->lda, p->b, p->ldb, 0.0f, p->c, s->n);
+	else
+		nnrt_sgemm(s->ta, s->tb, s->m, s->n, s->k, 1.0f, p->a, p->lda, p->b, p->ldb, 0.0f, p->c, s->n);
+}
+
+/* seconds per call over one round */
+static double round_time(const Problem *p, int openblas)
+{
+	run(p, openblas);
+	double t = now();
+	for (int i = 0; i < p->calls; i++)
+		run(p, openblas);
+	return (now() - t) / p->calls;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+	double a = *(const double *)x, b = *(const double *)y;
+	return a < b ? -1 : a > b;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static float *random_floats(size_t n)
+{
+	float *x = malloc(n * sizeof *x);
+	if (!x) {
+		fprintf(stderr, "bench-gemm: out of memory\n");
+		exit(1);
+	}
+	for (size_t i = 0; i < n; i++)
+		x[i] = (float)rand() / (float)RAND_MAX - 0.5f;
+	return x;
+}
+
+/* GFLOP/s of the median round of each library, interleaved */
+static void measure(const Shape *s, int threads, int reps, double *gf_blas, double *gf_nnrt)
+{
+	Problem p = {s, random_floats((size_t)s->m * s->k), random_floats((size_t)s->k * s->n),
+		     random_floats((size_t)s->m * s->n), s->ta ? s->m : s->k, s->tb ? s->k : s->n, 1};
+	double flops = 2.0 * s->m * s->n * s->k;
+	openblas_set_num_threads(threads);
+	nnrt_pool_set_threads(threads);
+	double once = round_time(&p, 0);
+	p.calls = (int)(2e-3 / (once > 1e-7 ? once : 1e-7)) + 1;
+	double tb[MAX_REPS], tn[MAX_REPS];
+	for (int r = 0; r < reps; r++) {
+		tb[r] = round_time(&p, 1);
+		tn[r] = round_time(&p, 0);
+	}
+	*gf_blas = flops / median(tb, reps) * 1e-9;
+	*gf_nnrt = flops / median(tn, reps) * 1e-9;
+	free(p.a);
+	free(p.b);
+	free(p.c);
+}
+
+int main(int argc, char **argv)
+{
+	int reps = argc > 1 ? atoi(argv[1]) : 15;
+	if (reps < 1 || reps > MAX_REPS)
+		reps = 15;
+	srand(1);
+	printf("nnrt_sgemm vs OpenBLAS %s (core %s), GFLOP/s, median of %d interleaved rounds\n\n",
+#ifdef __AVX2__
+	       "(nnrt: AVX2+FMA kernel)",
+#else
+	       "(nnrt: portable kernel)",
+#endif
+	       openblas_get_corename(), reps);
+	printf("| shape | op | m | n | k | OpenBLAS 1T | nnrt 1T | ratio 1T | OpenBLAS 2T | nnrt 2T | ratio 2T | "
+	       "nnrt 2T/1T |\n");
+	printf("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+	/* every shape on 1 thread, then every shape on 2: OpenBLAS's workers
+	 * spin for a while after a threaded call, and would slow the next
+	 * single-threaded rounds of both libraries */
+	double gf[2][NSHAPES][2];
+	for (int t = 0; t < 2; t++)
+		for (int i = 0; i < NSHAPES; i++)
+			measure(&shapes[i], t + 1, reps, &gf[t][i][0], &gf[t][i][1]);
+	double worst_square = INFINITY, worst_example = INFINITY;
+	double log_sum = 0;
+	for (int i = 0; i < NSHAPES; i++) {
+		const Shape *s = &shapes[i];
+		double b1 = gf[0][i][0], n1 = gf[0][i][1], b2 = gf[1][i][0], n2 = gf[1][i][1];
+		printf("| %s | %s%s | %d | %d | %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.2f |\n", s->what,
+		       s->ta ? "T" : "N", s->tb ? "T" : "N", s->m, s->n, s->k, b1, n1, n1 / b1, b2, n2, n2 / b2,
+		       n2 / n1);
+		double r = n1 / b1;
+		log_sum += log(r);
+		if (s->square)
+			worst_square = r < worst_square ? r : worst_square;
+		else
+			worst_example = r < worst_example ? r : worst_example;
+	}
+	printf("\nat 1 thread: worst square ratio %.2f (bar 0.90: %s), worst example ratio %.2f (bar 0.75: %s), "
+	       "geometric mean %.2f\n",
+	       worst_square, worst_square >= 0.90 ? "met" : "missed", worst_example,
+	       worst_example >= 0.75 ? "met" : "missed", exp(log_sum / NSHAPES));
+	return 0;
+}
