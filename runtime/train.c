@@ -46,7 +46,7 @@ typedef struct Opts {
 static const char usage[] =
 	"usage: %s [--data PATH] [--test PATH] [--epochs N] [--batch N] [--lr X] [--seed N]\n"
 	"          [--steps N] [--no-shuffle] [--init W] [--save W] [--resume CKPT]\n"
-	"          [--checkpoint CKPT] [--log FILE.csv] [--quiet] [--verbose]\n"
+	"          [--checkpoint CKPT] [--log FILE.csv] [--threads N] [--quiet] [--verbose]\n"
 	"\n"
 	"Trains model \"%s\" and evaluates it after every epoch.\n"
 	"  --data PATH        training data: a folder of MNIST-style IDX files (train-*, t10k-*;\n"
@@ -65,6 +65,7 @@ static const char usage[] =
 	"                     (default: W.ckpt beside --save, else %s.ckpt)\n"
 	"  --resume CKPT      continue exactly where that checkpoint stopped\n"
 	"  --log FILE.csv     one row per epoch: loss, accuracy, test loss and accuracy, lr, time\n"
+	"  --threads N        threads of the runtime (GEMM); default: every core\n"
 	"  --quiet            print only the final results\n"
 	"  --verbose          also print timings of the setup\n";
 
@@ -102,7 +103,7 @@ static int int_flag(const char *flag, const char *v, int64_t lo, int64_t hi, int
 }
 
 static const char *const value_flags[] = { "--data", "--test", "--init", "--save", "--resume", "--checkpoint", "--log",
-					   "--epochs", "--batch", "--seed", "--steps", "--lr" };
+					   "--epochs", "--batch", "--seed", "--steps", "--lr", "--threads" };
 
 static bool takes_value(const char *a)
 {
@@ -138,6 +139,13 @@ static int one_flag(const char *a, const char *v, Opts *o)
 		return int_flag(a, v, 0, INT64_MAX, &o->seed);
 	if (!strcmp(a, "--steps"))
 		return int_flag(a, v, 1, INT64_MAX, &o->steps);
+	if (!strcmp(a, "--threads")) {
+		int64_t t;
+		if (int_flag(a, v, 1, 1024, &t))
+			return 1;
+		nnrt_pool_set_threads((int)t);
+		return 0;
+	}
 	char *end;
 	o->lr = strtod(v, &end);
 	if (end == v || *end || !(o->lr > 0) || !isfinite(o->lr))
