@@ -30,7 +30,8 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 CPPFLAGS += -DNNC_VERSION='"$(VERSION)"'
 
 COMPILER_SRC := arena.c diag.c ast.c elab.c ir.c shape.c summary.c autodiff.c optim.c modes.c \
-                loop.c lower.c loop_interp.c emit_c.c emit_llvm.c jit.c compile.c
+                loop.c lower.c memplan.c loop_interp.c emit_c.c emit_llvm.c jit.c compile.c \
+                passes/util.c passes/manager.c passes/dce.c passes/cse.c passes/fold.c passes/simplify.c passes/fuse.c
 COMPILER_OBJ := $(addprefix $(BUILD)/compiler/,$(COMPILER_SRC:.c=.o)) \
                 $(BUILD)/compiler/parser.o $(BUILD)/compiler/lexer.o
 MAIN_OBJ     := $(BUILD)/compiler/main.o
@@ -117,7 +118,7 @@ $(BUILD)/tests/runtime/test_gemm_portable: tests/runtime/test_gemm.c $(BUILD)/ru
 	$(CC) $(CPPFLAGS) -DNNRT_GEMM_PORTABLE -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $< \
 		$(BUILD)/runtime/gemm_portable.o $(RUNTIME_LIB) -lcmocka -lz -lm
 
--include $(wildcard $(BUILD)/compiler/*.d $(BUILD)/runtime/*.d)
+-include $(wildcard $(BUILD)/compiler/*.d $(BUILD)/compiler/passes/*.d $(BUILD)/runtime/*.d)
 
 # the synthetic segmentation set of examples/unet_tiny.nn: generated when
 # missing, never committed. The generator is plain C99 and always built

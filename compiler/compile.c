@@ -6,11 +6,13 @@
 #include "compile.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "lower.h"
+#include "memplan.h"
 #include "modes.h"
 #include "shape.h"
 
@@ -104,8 +106,11 @@ static bool back_end(Compile *c, const CompileOpts *o)
 		return false;
 	}
 	const Model *m = c->model;
+	PassOpts o2 = { .olevel = 2 };
+	const PassOpts *po = o->passes ? o->passes : &o2;
 	c->infer = mode_inference(m->graph);
 	verify(c->infer, "inference");
+	pass_run_all(c->infer, po, &c->stats_infer);
 	if (!o->inference && m->graph->loss) {
 		c->train = mode_training(m->graph, &m->train);
 		if (c->diag.nerrors) {
@@ -113,6 +118,7 @@ static bool back_end(Compile *c, const CompileOpts *o)
 			return false;
 		}
 		verify(c->train, "training");
+		pass_run_all(c->train, po, &c->stats_train);
 	}
 	if (o->upto < UPTO_LOOPS)
 		return true;
@@ -120,6 +126,20 @@ static bool back_end(Compile *c, const CompileOpts *o)
 	if (!c->loops) {
 		c->failed_stage = "lower";
 		return false;
+	}
+	pass_memplan(c->loops);
+	if (o->mem_budget > 0) {
+		MemPlanStats st = memplan_stats(c->loops, c->loops->meta.batch);
+		if (st.total > o->mem_budget) {
+			SrcLoc none = { 0 };
+			diag_error(none, "the planned arena needs %" PRId64 " bytes at batch %" PRId64
+				   ", more than the memory budget of %" PRId64 " bytes (--mem-budget)", st.total, st.batch,
+				   o->mem_budget);
+			diag_hint("a smaller batch in the train section needs less; parameters and optimizer state take %" PRId64 " bytes",
+				  st.params + st.state + st.opt);
+			c->failed_stage = "memplan";
+			return false;
+		}
 	}
 	return true;
 }

@@ -9,6 +9,7 @@
 #include "ast.h"
 #include "elab.h"
 #include "ir.h"
+#include "passes/passes.h"
 
 typedef enum {
 	UPTO_CHECK,		/* the front end: parse, elaborate, shapes */
@@ -22,6 +23,8 @@ typedef struct CompileOpts {
 	CompileUpto upto;
 	bool inference;		/* forward only: no training graph, no train_step */
 	const char *optimizer;	/* --optimizer SPEC: replaces the train section's, e.g. "sgd(lr=0.1, momentum=0.9)" */
+	const PassOpts *passes;	/* -O level, --disable-pass, --print-ir-after; NULL: -O2 */
+	int64_t mem_budget;	/* --mem-budget BYTES: fail when the planned training arena is larger; 0: none */
 } CompileOpts;
 
 typedef struct Compile {
@@ -34,6 +37,7 @@ typedef struct Compile {
 	IrGraph *infer;		/* UPTO_GRAPHS: the model for inference (dropout off) */
 	IrGraph *train;		/* UPTO_GRAPHS: forward, backward and updates; NULL without a loss */
 	struct LoopModule *loops;	/* UPTO_LOOPS */
+	PassStats stats_infer, stats_train;	/* rewrites of each pass on each graph */
 	int nerrors;
 	const char *first_error;	/* message of the first error, no location */
 	const char *failed_stage;	/* "read", "parse", "elaborate", "shape" or NULL */

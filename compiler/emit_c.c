@@ -16,11 +16,14 @@
 #include <math.h>
 #include <string.h>
 
+#include "memplan.h"
+
 typedef struct Emit {
 	FILE *o;
 	const LoopModule *m;
 	const char *p;		/* symbol prefix */
 	const char *P;		/* the same, upper case, for macros */
+	const bool *kernel_scope;	/* by buffer id: declared by each kernel that uses it (memplan.c) */
 } Emit;
 
 static const char *ctype(LoopType t)
@@ -127,10 +130,37 @@ static bool stores_out(const LoopStmt *s)
 	return false;
 }
 
+static void uses(const LoopStmt *s, bool *used);
+
+/* a kernel (top-level statement) declares the buffers that may share memory
+ * with others of the function: within one kernel they never do, so they stay
+ * restrict. Returns whether it opened a block. */
+static bool kernel_decls(Emit *e, const LoopStmt *s, int ind)
+{
+	if (!e->kernel_scope)
+		return false;
+	LoopStmt one = *s;
+	one.next = NULL;
+	bool *used = arena_alloc(e->m->arena, (size_t)e->m->nbufs + 1), open = false;
+	uses(&one, used);
+	for (int i = 0; i < e->m->nbufs; i++) {
+		if (!used[i] || !e->kernel_scope[i])
+			continue;
+		if (!open)
+			fprintf(e->o, "%*s{\n", ind, "");
+		open = true;
+		fprintf(e->o, "%*sfloat *restrict b%d = ctx->b[%d];\n", ind + 8, "", i, i);
+	}
+	return open;
+}
+
 static void body(Emit *e, const LoopStmt *s, int ind, bool top)
 {
 	FILE *o = e->o;
 	for (; s; s = s->next) {
+		bool block = top && kernel_decls(e, s, ind);
+		if (block)
+			ind += 8;
 		bool guard = top && s->kind == LS_FOR && stores_out(s->body);
 		if (guard)	/* the output argument is optional */
 			fprintf(o, "%*sif (out) {\n", ind, ""), ind += 8;
@@ -186,11 +216,12 @@ static void body(Emit *e, const LoopStmt *s, int ind, bool top)
 		}
 		if (guard)
 			ind -= 8, fprintf(o, "%*s}\n", ind, "");
+		if (block)
+			ind -= 8, fprintf(o, "%*s}\n", ind, "");
 	}
 }
 
 /* which buffers a function touches, so it declares only those */
-static void uses(const LoopStmt *s, bool *used);
 
 static void uses_expr(const LoopExpr *x, bool *used)
 {
@@ -223,6 +254,19 @@ static bool in_arena(const LoopBuf *b)
 	return b->kind != LB_ARG_X && b->kind != LB_ARG_Y && b->kind != LB_ARG_OUT;
 }
 
+/* the memory plan lets temporaries of disjoint lifetimes share memory: such
+ * a buffer, when another buffer the function uses may share its memory, is
+ * declared restrict by each kernel that uses it rather than by the function */
+static bool shares_memory(const Emit *e, const bool *used, const LoopBuf *b)
+{
+	if (!b->alias_of)
+		return false;
+	for (int j = 0; j < e->m->nbufs; j++)
+		if (used[j] && j != b->id && e->m->bufs[j]->alias_of == b->alias_of)
+			return true;
+	return false;
+}
+
 /* the public signature; the kernel itself is static and takes the runtime's context */
 static void signature(Emit *e, const LoopFn *f, bool decl)
 {
@@ -248,12 +292,15 @@ static void function(Emit *e, const LoopFn *f)
 	kernel_signature(e, f);
 	fprintf(o, "{\n");
 	bool *used = arena_alloc(e->m->arena, (size_t)e->m->nbufs + 1);
+	bool *kernel_scope = arena_alloc(e->m->arena, (size_t)e->m->nbufs + 1);
 	uses(f->body, used);
 	for (int i = 0; i < e->m->nbufs; i++) {
 		const LoopBuf *b = e->m->bufs[i];
 		if (!used[i])
 			continue;
-		if (in_arena(b))
+		if (in_arena(b) && shares_memory(e, used, b))
+			kernel_scope[i] = true;
+		else if (in_arena(b))
 			fprintf(o, "        float *restrict b%d = ctx->b[%d];\n", i, i);
 		else if (b->kind == LB_ARG_X)
 			fprintf(o, "        const float *restrict b%d = x;\n", i);
@@ -270,8 +317,12 @@ static void function(Emit *e, const LoopFn *f)
 		fprintf(o, "        (void)y;\n");
 	if (f->counts_step)
 		fprintf(o, "        ctx->step++;\n");
+	e->kernel_scope = kernel_scope;
 	body(e, f->body, 8, true);
-	if (f->result)
+	e->kernel_scope = NULL;
+	if (f->result && kernel_scope[f->result->id])
+		fprintf(o, "        return ctx->b[%d][0];\n", f->result->id);
+	else if (f->result)
 		fprintf(o, "        return b%d[0];\n", f->result->id);
 	else if (strcmp(f->name, "forward"))
 		fprintf(o, "        return 0;\n");
@@ -308,6 +359,12 @@ static void header(Emit *e, const char *hname)
 		   " *   %s_forward(&ctx, n, x, out);                 (inference: dropout off, running statistics)\n"
 		   " */\n",
 		e->p, e->p, e->p, e->p, e->p, e->p);
+	MemPlanStats ms = memplan_stats(e->m, mm->batch);
+	fprintf(o, "/*\n * Memory: %s_arena_size(%" PRId64 ") = %" PRId64 " bytes (the train section's batch), by nnc's\n"
+		   " * static plan: temporaries that are never live at once share memory.\n",
+		e->p, ms.batch, ms.total);
+	memplan_print(o, &ms, " * ");
+	fprintf(o, " */\n");
 	fprintf(o, "#ifndef %s_H\n#define %s_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n#include \"nnrt.h\"\n\n", e->P, e->P);
 	fprintf(o, "#define %s_IN_ELEMS %" PRId64 "\n", e->P, mm->in_elems);
 	fprintf(o, "#define %s_OUT_ELEMS %" PRId64 "\n", e->P, mm->out_elems);
@@ -401,7 +458,8 @@ static void buffer_table(Emit *e)
 			(double)(float)b->init_value, b->rank);
 		for (int k = 0; k < 4; k++)
 			fprintf(o, "%s%" PRId64, k ? ", " : "", k < b->rank ? b->shape[k] : 0);
-		fprintf(o, " } },\t/* b%d%s%s */\n", i, named ? "" : ": ", named ? "" : b->name ? b->name : "");
+		fprintf(o, " }, %" PRId64 ", %" PRId64 " },\t/* b%d%s%s */\n", b->kind == LB_TEMP ? b->plan_ps : 0,
+			b->kind == LB_TEMP ? b->plan_fixed : 0, i, named ? "" : ": ", named ? "" : b->name ? b->name : "");
 	}
 	fprintf(o, "};\n\n");
 }
@@ -434,6 +492,9 @@ static void info(Emit *e)
 		fprintf(o, "        .train_step = k_train_step,\n");
 	static const char *const metrics[] = { "NNRT_METRIC_NONE", "NNRT_METRIC_ACCURACY", "NNRT_METRIC_IOU" };
 	fprintf(o, "        .metric = %s,\n", metrics[mm->metric]);
+	if (e->m->planned)
+		fprintf(o, "        .temps_ps = %" PRId64 ",\n        .temps_fixed = %" PRId64 ",\n", e->m->temps_ps,
+			e->m->temps_fixed);
 	fprintf(o, "};\n\n");
 }
 
@@ -484,7 +545,7 @@ void emitc_header(FILE *o, const LoopModule *m, const char *prefix, const char *
 	for (; prefix[k] && k < sizeof up - 1; k++)
 		up[k] = (char)toupper((unsigned char)prefix[k]);
 	up[k] = 0;
-	Emit e = { o, m, prefix, up };
+	Emit e = { o, m, prefix, up, NULL };
 	header(&e, hname);
 }
 
@@ -495,6 +556,6 @@ void emitc_source(FILE *o, const LoopModule *m, const char *prefix, const char *
 	for (; prefix[k] && k < sizeof up - 1; k++)
 		up[k] = (char)toupper((unsigned char)prefix[k]);
 	up[k] = 0;
-	Emit e = { o, m, prefix, up };
+	Emit e = { o, m, prefix, up, NULL };
 	source(&e, hname, with_main);
 }

@@ -107,14 +107,16 @@ static void ctx_types(Ll *l)
 					  offsetof(NnrtCtx, b) };
 	check_layout(l, l->ctx_t, "NnrtCtx", sizeof(NnrtCtx), ctx_off, 7);
 
-	/* name, kind, elems, batched, init, init_value, rank, shape */
-	LLVMTypeRef buf[] = { l->pi8, l->i32, l->i64, l->i32, l->i32, l->f32, l->i32, LLVMArrayType(l->i64, NNRT_MAX_RANK) };
-	l->buf_t = named_struct(l, "struct.NnrtBuffer", buf, 8);
+	/* name, kind, elems, batched, init, init_value, rank, shape, plan_ps, plan_fixed */
+	LLVMTypeRef buf[] = { l->pi8, l->i32, l->i64, l->i32, l->i32, l->f32, l->i32, LLVMArrayType(l->i64, NNRT_MAX_RANK),
+			      l->i64, l->i64 };
+	l->buf_t = named_struct(l, "struct.NnrtBuffer", buf, 10);
 	static const size_t buf_off[] = { offsetof(NnrtBuffer, name), offsetof(NnrtBuffer, kind),
 					  offsetof(NnrtBuffer, elems), offsetof(NnrtBuffer, batched),
 					  offsetof(NnrtBuffer, init), offsetof(NnrtBuffer, init_value),
-					  offsetof(NnrtBuffer, rank), offsetof(NnrtBuffer, shape) };
-	check_layout(l, l->buf_t, "NnrtBuffer", sizeof(NnrtBuffer), buf_off, 8);
+					  offsetof(NnrtBuffer, rank), offsetof(NnrtBuffer, shape),
+					  offsetof(NnrtBuffer, plan_ps), offsetof(NnrtBuffer, plan_fixed) };
+	check_layout(l, l->buf_t, "NnrtBuffer", sizeof(NnrtBuffer), buf_off, 10);
 
 	LLVMTypeRef fwd[] = { l->pctx, l->i64, l->pf32, l->pf32 };
 	l->fwd_t = LLVMFunctionType(l->vd, fwd, 4, 0);
@@ -138,6 +140,7 @@ static void info_type(Ll *l)
 		l->i32, ptr(l->buf_t),				/* nbufs, bufs */
 		ptr(l->fwd_t), ptr(l->step_t), ptr(l->step_t),	/* forward, eval, train_step */
 		l->i32,						/* metric */
+		l->i64, l->i64,					/* temps_ps, temps_fixed */
 	};
 	enum { NINFO = sizeof info / sizeof info[0] };
 	l->info_t = named_struct(l, "struct.NnrtModelInfo", info, NINFO);
@@ -145,7 +148,7 @@ static void info_type(Ll *l)
 		INFO(name), INFO(in_elems), INFO(in_rank), INFO(in_shape), INFO(out_elems), INFO(target),
 		INFO(target_elems), INFO(classes), INFO(batch), INFO(epochs), INFO(seed), INFO(lr), INFO(schedule),
 		INFO(step_every), INFO(step_gamma), INFO(optimizer), INFO(data), INFO(test), INFO(nbufs), INFO(bufs),
-		INFO(forward), INFO(eval), INFO(train_step), INFO(metric),
+		INFO(forward), INFO(eval), INFO(train_step), INFO(metric), INFO(temps_ps), INFO(temps_fixed),
 	};
 	check_layout(l, l->info_t, "NnrtModelInfo", sizeof(NnrtModelInfo), info_off, NINFO);
 }
@@ -614,7 +617,13 @@ static LLVMValueRef kernel_decl(Ll *l, const LoopFn *f)
 	return fn;
 }
 
-/* a scope per buffer used, and the context's, in a domain per kernel */
+/* buffer i's scope: its own, or its memory group's (nbufs: the context's) */
+static int scope_of(const Ll *l, int i)
+{
+	return i < l->m->nbufs && l->m->bufs[i]->alias_of ? l->m->bufs[i]->alias_of - 1 : i;
+}
+
+/* a scope per buffer used (per memory group), and the context's, in a domain per kernel */
 static void scopes(Ll *l, const LoopFn *f, const bool *used)
 {
 	int nb = l->m->nbufs, n = 0;
@@ -627,23 +636,28 @@ static void scopes(Ll *l, const LoopFn *f, const bool *used)
 	snprintf(name, sizeof name, "k_%s", f->name);
 	LLVMMetadataRef domain = LLVMMDStringInContext2(l->cx, name, strlen(name));
 	domain = LLVMMDNodeInContext2(l->cx, &domain, 1);
+	/* buffers that may share memory (the memory plan's alias_of) share a scope */
 	for (int i = 0; i <= nb; i++) {
 		if (i < nb && !used[i])
 			continue;
-		if (i < nb)
-			snprintf(name, sizeof name, "k_%s b%d", f->name, i);
-		else
-			snprintf(name, sizeof name, "k_%s ctx", f->name);
-		LLVMMetadataRef ops[] = { LLVMMDStringInContext2(l->cx, name, strlen(name)), domain };
-		sc[i] = LLVMMDNodeInContext2(l->cx, ops, 2);
-		l->scope[i] = LLVMMetadataAsValue(l->cx, LLVMMDNodeInContext2(l->cx, &sc[i], 1));
+		int r = scope_of(l, i);
+		if (!sc[r]) {
+			if (i < nb)
+				snprintf(name, sizeof name, "k_%s b%d", f->name, r);
+			else
+				snprintf(name, sizeof name, "k_%s ctx", f->name);
+			LLVMMetadataRef ops[] = { LLVMMDStringInContext2(l->cx, name, strlen(name)), domain };
+			sc[r] = LLVMMDNodeInContext2(l->cx, ops, 2);
+		}
+		l->scope[i] = LLVMMetadataAsValue(l->cx, LLVMMDNodeInContext2(l->cx, &sc[r], 1));
 	}
 	for (int i = 0; i <= nb; i++) {
-		if (!sc[i])
+		if (!l->scope[i])
 			continue;
+		int r = scope_of(l, i);
 		n = 0;
 		for (int k = 0; k <= nb; k++)
-			if (sc[k] && k != i)
+			if (sc[k] && k != r)
 				others[n++] = sc[k];
 		l->noalias[i] = LLVMMetadataAsValue(l->cx, LLVMMDNodeInContext2(l->cx, others, (size_t)n));
 	}
@@ -772,8 +786,10 @@ static LLVMValueRef buffer_entry(Ll *l, const LoopBuf *b)
 		LLVMConstReal(l->f32, (double)(float)b->init_value),
 		i32c(l, b->rank),
 		LLVMConstArray(l->i64, shape, NNRT_MAX_RANK),
+		i64c(l, b->kind == LB_TEMP ? b->plan_ps : 0),
+		i64c(l, b->kind == LB_TEMP ? b->plan_fixed : 0),
 	};
-	return LLVMConstNamedStruct(l->buf_t, f, 8);
+	return LLVMConstNamedStruct(l->buf_t, f, 10);
 }
 
 static void buffer_table(Ll *l)
@@ -819,6 +835,7 @@ static void model_info(Ll *l, LLVMValueRef fwd, LLVMValueRef eval, LLVMValueRef 
 		eval ? eval : LLVMConstNull(ptr(l->step_t)),
 		train ? train : LLVMConstNull(ptr(l->step_t)),
 		i32c(l, metrics[mm->metric]),
+		i64c(l, l->m->planned ? l->m->temps_ps : 0), i64c(l, l->m->planned ? l->m->temps_fixed : 0),
 	};
 	LLVMSetInitializer(l->info, LLVMConstNamedStruct(l->info_t, f, sizeof f / sizeof f[0]));
 	LLVMSetGlobalConstant(l->info, 1);

@@ -43,6 +43,13 @@ typedef struct LoopBuf {
 	int64_t shape[4];
 	LoopInit init;		/* how init() fills a parameter or state */
 	double init_value;	/* the bound of LI_UNIFORM, the value of LI_CONST */
+	/* temporaries, set by memplan.c: the offset in floats into the temporaries
+	 * region is plan_ps * max_batch + plan_fixed */
+	int64_t plan_ps, plan_fixed;
+	/* set by memplan.c: 0 when the buffer shares memory with no other; else
+	 * 1 + the id of one buffer of the group it may share memory with (the
+	 * emitters do not declare such buffers independent of each other) */
+	int alias_of;
 } LoopBuf;
 
 typedef struct LoopVar {
@@ -159,6 +166,9 @@ typedef struct LoopModule {
 	int nbufs, capbufs;
 	LoopFn **fns;
 	int nfns, capfns;
+	/* memplan.c: the temporaries region is temps_ps * max_batch + temps_fixed floats */
+	bool planned;
+	int64_t temps_ps, temps_fixed;
 } LoopModule;
 
 LoopModule *loop_new_module(Arena *a);

@@ -19,6 +19,7 @@
 #include "emit_c.h"
 #include "emit_llvm.h"
 #include "jit.h"
+#include "memplan.h"
 #include "summary.h"
 
 #ifndef NNC_VERSION
@@ -26,8 +27,8 @@
 #endif
 
 static const char usage[] =
-	"usage: nnc check FILE.nn [--model NAME] [--params] [--list]\n"
-	"       nnc FILE.nn -o MODEL.c [--main] [--prefix NAME] [--inference] [--model NAME]\n"
+	"usage: nnc check FILE.nn [--model NAME] [--params] [--list] [--mem-budget BYTES]\n"
+	"       nnc FILE.nn -o MODEL.c [--main] [--prefix NAME] [--inference] [--model NAME] [--mem-budget BYTES]\n"
 	"       nnc FILE.nn --emit=ir|dot|loops [-o OUT] [--inference] [--model NAME]\n"
 	"       nnc FILE.nn --emit=llvm|obj [-o OUT] [--main] [--prefix NAME] [--inference] [--model NAME]\n"
 	"       nnc train FILE.nn [--model NAME] [training flags: nnc train FILE.nn --help]\n"
@@ -37,7 +38,8 @@ static const char usage[] =
 	"\n"
 	"commands:\n"
 	"  check FILE.nn       check the model and print a summary: every layer with its\n"
-	"                      output shape, parameters and FLOPs, then the totals\n"
+	"                      output shape, parameters and FLOPs, then the totals and the\n"
+	"                      training arena (nnc's static memory plan) at the train section's batch\n"
 	"  train FILE.nn       compile the model for this machine (LLVM JIT) and train it; the\n"
 	"                      flags after the file are the training driver's (docs/training.md);\n"
 	"                      --verbose also times the compilation and the start\n"
@@ -52,6 +54,15 @@ static const char usage[] =
 	"  --main              (with -o) add main(): a program with the training command line\n"
 	"  --prefix NAME       (with -o) start every generated symbol with NAME (default: the model's name)\n"
 	"  --inference         forward only: no training step, no backward graph\n"
+	"  -O0, -O1, -O2       graph optimization level (default -O2): -O1 cleans up (simplify,\n"
+	"                      fold, cse, dce), -O2 also fuses element-wise ops into one loop\n"
+	"  --disable-pass=NAME skip one graph pass (simplify, fold, cse, dce, fuse); repeatable\n"
+	"  --print-ir-after=PASS, --print-ir-after-all\n"
+	"                      print the graph IR to standard error after that pass (or each)\n"
+	"  --stats             (check) kernels per function at the -O level, and the rewrites\n"
+	"                      each pass made\n"
+	"  --mem-budget BYTES  fail when the planned arena (training, at the train section's batch)\n"
+	"                      is larger than BYTES; suffixes K, M, G (powers of 1024)\n"
 	"  --emit=ir           print the graph IR: the training step (forward, backward, updates),\n"
 	"                      or the inference graph with --inference or for a model without a loss\n"
 	"  --emit=dot          the same graph as Graphviz (render with: dot -Tsvg)\n"
@@ -72,11 +83,16 @@ typedef struct Flags {
 	const char *emit;
 	const char *out;
 	const char *prefix;
+	const char *mem_budget;
+	int64_t budget;		/* --mem-budget in bytes, 0 without */
 	bool params, list, main, inference;
+	PassOpts passes;	/* -O, --disable-pass, --print-ir-after */
+	bool stats;		/* check --stats */
 } Flags;
 
 static const char *const known[] = { "--model", "--params", "--list", "--emit", "-o", "--help", "--version", "-h",
-				     "--main", "--prefix", "--inference" };
+				     "--main", "--prefix", "--inference", "--mem-budget", "-O0", "-O1", "-O2",
+				     "--disable-pass", "--print-ir-after", "--print-ir-after-all", "--stats" };
 
 static int bad_flags(const char *fmt, const char *arg, const char *hint)
 {
@@ -116,6 +132,32 @@ static bool valid_prefix(const char *p)
 	return true;
 }
 
+/* a pass name given to --disable-pass or --print-ir-after: 0 when known */
+static int check_pass_name(const char *flag, const char *name)
+{
+	if (pass_lookup(name) >= 0)
+		return 0;
+	const char *names[PASS_MAX];
+	for (int i = 0; i < pass_count(); i++)
+		names[i] = pass_name(i);
+	const char *near = diag_closest(name, names, pass_count());
+	char hint[160];
+	if (near)
+		snprintf(hint, sizeof hint, "did you mean '%s'?", near);
+	else
+		snprintf(hint, sizeof hint, "the passes: simplify, fold, cse, dce, fuse");
+	fprintf(stderr, "nnc: error: %s: unknown pass '%s'\nhint: %s\n", flag, name, hint);
+	return 1;
+}
+
+static int check_passes(const PassOpts *p)
+{
+	for (int i = 0; i < p->ndisabled; i++)
+		if (check_pass_name("--disable-pass", p->disabled[i]))
+			return 1;
+	return p->print_after ? check_pass_name("--print-ir-after", p->print_after) : 0;
+}
+
 /* 0: parsed; 1: error reported; 2: --help or --version handled */
 static int parse_flags(int argc, char **argv, Flags *f)
 {
@@ -138,8 +180,22 @@ static int parse_flags(int argc, char **argv, Flags *f)
 			slot = &f->out;
 		else if (is_flag(a, "--prefix"))
 			slot = &f->prefix;
+		else if (is_flag(a, "--mem-budget"))
+			slot = &f->mem_budget;
 		else if (!strcmp(a, "--params"))
 			f->params = true;
+		else if (!strcmp(a, "-O0") || !strcmp(a, "-O1") || !strcmp(a, "-O2"))
+			f->passes.olevel = a[2] - '0';
+		else if (!strcmp(a, "--print-ir-after-all"))
+			f->passes.print_all = true;
+		else if (is_flag(a, "--print-ir-after"))
+			slot = &f->passes.print_after;
+		else if (is_flag(a, "--disable-pass")) {
+			if (f->passes.ndisabled == PASS_MAX_DISABLED)
+				return bad_flags("%s", "too many --disable-pass flags", NULL);
+			slot = &f->passes.disabled[f->passes.ndisabled++];
+		} else if (!strcmp(a, "--stats"))
+			f->stats = true;
 		else if (!strcmp(a, "--main"))
 			f->main = true;
 		else if (!strcmp(a, "--inference"))
@@ -185,6 +241,12 @@ static int parse_flags(int argc, char **argv, Flags *f)
 		return bad_flags("the prefix '%s' must be a C identifier", f->prefix, "letters, digits and '_', not starting with a digit");
 	if (f->cmd && f->emit)
 		return bad_flags("%s", "check and --emit do not go together", "run them as two commands");
+	if (check_passes(&f->passes))
+		return 1;
+	if (f->stats && (!f->cmd || f->params || f->list))
+		return bad_flags("%s", "--stats goes with nnc check", NULL);
+	if (f->mem_budget && ((f->budget = memplan_parse_bytes(f->mem_budget)) <= 0))
+		return bad_flags("--mem-budget takes a size in bytes, not '%s'", f->mem_budget, "e.g. --mem-budget 512K, 64M or 2G");
 	return 0;
 }
 
@@ -411,27 +473,42 @@ static int run_jit(const Compile *c, const RunArgs *a, int nrest, char **rest)
 	return rc;
 }
 
-/* the runtime beside this executable: DIR/runtime holds nnrt.h and libnnrt.a */
-static bool runtime_dir(char *buf, size_t n)
+static bool exists(const char *dir, const char *file, char *out, size_t n)
 {
-	ssize_t k = readlink("/proc/self/exe", buf, n - 16);
+	return (size_t)snprintf(out, n, "%s/%s", dir, file) < n && access(out, R_OK) == 0;
+}
+
+/* the runtime beside this executable: its headers (inc) and libnnrt.a (lib),
+ * for ./nnc (runtime/ beside it) and build/nnc (build/libnnrt.a, ../runtime) */
+static bool runtime_paths(char *inc, char *lib, size_t n)
+{
+	char exe[1024], tmp[1024];
+	ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
 	if (k <= 0)
 		return false;
-	buf[k] = 0;
-	char *slash = strrchr(buf, '/');
+	exe[k] = 0;
+	char *slash = strrchr(exe, '/');
 	if (!slash)
 		return false;
-	strcpy(slash, "/runtime");
-	return true;
+	*slash = 0;
+	const char *incs[] = { "runtime", "../runtime" }, *libs[] = { "runtime/libnnrt.a", "libnnrt.a", "../runtime/libnnrt.a" };
+	bool hi = false, hl = false;
+	for (int i = 0; i < 2 && !hi; i++)
+		if ((hi = exists(exe, incs[i], tmp, sizeof tmp) && exists(tmp, "nnrt.h", inc, n)))
+			memcpy(inc, tmp, strlen(tmp) + 1 < n ? strlen(tmp) + 1 : n);
+	for (int i = 0; i < 3 && !hl; i++)
+		hl = exists(exe, libs[i], lib, n);
+	return hi && hl;
 }
 
 /* --backend c: the emitted C with a main(), compiled by cc in a scratch
  * folder, then run with the driver's flags */
 static int run_c(const Compile *c, int nrest, char **rest)
 {
-	char rt[1024], dir[] = "/tmp/nnc-XXXXXX";
-	if (!runtime_dir(rt, sizeof rt))
-		return bad_flags("%s", "cannot find the runtime beside nnc", NULL);
+	char inc[1024], lib[1024], dir[] = "/tmp/nnc-XXXXXX";
+	inc[sizeof inc - 1] = 0;
+	if (!runtime_paths(inc, lib, sizeof inc))
+		return bad_flags("%s", "cannot find the runtime (nnrt.h and libnnrt.a) beside nnc", "build it with make");
 	if (!mkdtemp(dir))
 		return bad_flags("cannot make a scratch folder: %s", strerror(errno), NULL);
 	char src[64], exe[64], cmd[4096];
@@ -440,8 +517,8 @@ static int run_c(const Compile *c, int nrest, char **rest)
 	Flags f = { .out = src, .main = true, .prefix = c->model->name };
 	int rc = write_code(&f, c);
 	const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
-	snprintf(cmd, sizeof cmd, "%s -std=c99 -O2 -march=native -I'%s' '%s' '%s/libnnrt.a' -lz -lm -pthread -o '%s'", cc, rt,
-		 src, rt, exe);
+	snprintf(cmd, sizeof cmd, "%s -std=c99 -O2 -march=native -I'%s' '%s' '%s' -lz -lm -pthread -o '%s'", cc, inc, src, lib,
+		 exe);
 	if (!rc && system(cmd) != 0)
 		rc = bad_flags("the C compiler failed: %s", cmd, "set CC to a working C99 compiler, or use --backend jit");
 	if (!rc) {
@@ -495,20 +572,59 @@ static int run_command(int argc, char **argv)
 	return rc;
 }
 
+/* nnc check: the training arena at the train section's batch, from the memory
+ * plan; a model the back end cannot lower yet says so instead */
+static void print_arena(const Compile *c, const CompileOpts *o, const char *file)
+{
+	Compile *lc = NULL;
+	if (!c->loops) {
+		CompileOpts lo = *o;
+		lo.upto = UPTO_LOOPS;
+		lo.diag_out = NULL;
+		lc = compile_file(file, &lo);
+	}
+	const Compile *with = lc ? lc : c;
+	if (with->loops && !with->nerrors) {
+		MemPlanStats ms = memplan_stats(with->loops, with->loops->meta.batch);
+		memplan_print(stdout, &ms, "");
+	} else {
+		printf("Arena:           not planned (%s)\n", with->first_error ? with->first_error : "no code for this model");
+	}
+	compile_free(lc);
+}
+
+/* check --stats: kernels (top-level loop nests and GEMM calls) per function, and
+ * the rewrites of each pass on the inference and the training graph */
+static void print_stats(FILE *out, const Compile *c, int olevel)
+{
+	fprintf(out, "Kernels (-O%d):  ", olevel);
+	for (int i = 0; c->loops && i < c->loops->nfns; i++)
+		fprintf(out, "%s%s %d", i ? ", " : "", c->loops->fns[i]->name, c->loops->fns[i]->kernels);
+	fprintf(out, "\nRewrites:        pass: inference, training\n");
+	for (int i = 0; i < pass_count(); i++) {
+		if (!c->stats_infer.ran[i] && !c->stats_train.ran[i]) {
+			fprintf(out, "  %-9s      not run\n", pass_name(i));
+			continue;
+		}
+		fprintf(out, "  %-9s      %d, %d\n", pass_name(i), c->stats_infer.fired[i], c->stats_train.fired[i]);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && (!strcmp(argv[1], "train") || !strcmp(argv[1], "eval") || !strcmp(argv[1], "predict")))
 		return run_command(argc, argv);
-	Flags f = { 0 };
+	Flags f = { .passes.olevel = 2 };
 	int r = parse_flags(argc, argv, &f);
 	if (r)
 		return r == 2 ? 0 : 1;
-	CompileOpts o = { .model = f.model, .diag_out = stderr, .inference = f.inference };
+	CompileOpts o = { .model = f.model, .diag_out = stderr, .inference = f.inference, .mem_budget = f.budget,
+			  .passes = &f.passes };
 	if (f.emit && (!strcmp(f.emit, "loops") || !strcmp(f.emit, "llvm") || !strcmp(f.emit, "obj")))
 		o.upto = UPTO_LOOPS;
 	else if (f.emit)
 		o.upto = UPTO_GRAPHS;
-	else if (!f.cmd)
+	else if (!f.cmd || f.budget || f.stats)
 		o.upto = UPTO_LOOPS;
 	Compile *c = compile_file(f.file, &o);
 	if (c->nerrors) {
@@ -525,6 +641,9 @@ int main(int argc, char **argv)
 		summary_print_params(stdout, c->model->graph);
 	} else if (f.cmd) {
 		summary_print(stdout, c->model, f.file);
+		print_arena(c, &o, f.file);
+		if (f.stats)
+			print_stats(stdout, c, f.passes.olevel);
 	} else if (!f.emit) {
 		rc = write_code(&f, c);
 	} else if (!strcmp(f.emit, "llvm") || !strcmp(f.emit, "obj")) {

@@ -16,12 +16,26 @@ static size_t buffer_bytes(const NnrtBuffer *b, int64_t max_batch)
 	return (n + 63) & ~(size_t)63;
 }
 
+static int planned(const NnrtModelInfo *m)
+{
+	return m->temps_ps > 0 || m->temps_fixed > 0;
+}
+
+/* the buffers that keep memory of their own: all but planned temporaries */
+static int own_memory(const NnrtModelInfo *m, const NnrtBuffer *b)
+{
+	return b->elems && !(b->kind == NNRT_BUF_TEMP && planned(m));
+}
+
 size_t nnrt_arena_size(const NnrtModelInfo *m, int64_t max_batch)
 {
 	size_t n = 0;
 	for (int i = 0; i < m->nbufs; i++)
-		n += buffer_bytes(&m->bufs[i], max_batch);
-	return n;
+		if (own_memory(m, &m->bufs[i]))
+			n += buffer_bytes(&m->bufs[i], max_batch);
+	if (planned(m))
+		n += ((size_t)m->temps_ps * (size_t)max_batch + (size_t)m->temps_fixed) * sizeof(float);
+	return (n + 63) & ~(size_t)63;
 }
 
 void nnrt_init(NnrtCtx *ctx, const NnrtModelInfo *m, float **bufs, void *arena, int64_t max_batch, uint64_t seed)
@@ -36,8 +50,20 @@ void nnrt_init(NnrtCtx *ctx, const NnrtModelInfo *m, float **bufs, void *arena, 
 	nnrt_rng_seed(&ctx->rng, seed, 0x6e6e63);
 	for (int i = 0; i < m->nbufs; i++) {
 		const NnrtBuffer *b = &m->bufs[i];
-		bufs[i] = b->elems ? (float *)(ctx->arena + at) : NULL;
-		at += buffer_bytes(b, max_batch);
+		bufs[i] = NULL;
+		if (own_memory(m, b)) {
+			bufs[i] = (float *)(ctx->arena + at);
+			at += buffer_bytes(b, max_batch);
+		}
+	}
+	/* the temporaries region follows the buffers with memory of their own */
+	for (int i = 0; i < m->nbufs; i++) {
+		const NnrtBuffer *b = &m->bufs[i];
+		if (b->elems && !own_memory(m, b))
+			bufs[i] = (float *)(ctx->arena + at) + (b->plan_ps * max_batch + b->plan_fixed);
+	}
+	for (int i = 0; i < m->nbufs; i++) {
+		const NnrtBuffer *b = &m->bufs[i];
 		/* each parameter its own stream: adding one leaves the others unchanged */
 		if (b->init == NNRT_INIT_UNIFORM) {
 			NnrtRng r;

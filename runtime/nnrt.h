@@ -157,6 +157,10 @@ typedef struct NnrtBuffer {
 	float init_value;		/* the bound of UNIFORM, the value of CONST */
 	int rank;
 	int64_t shape[NNRT_MAX_RANK];
+	/* temporaries: the offset in floats into the temporaries region is
+	 * plan_ps * max_batch + plan_fixed (nnc's memory plan: temporaries that are
+	 * never live at once share memory) */
+	int64_t plan_ps, plan_fixed;
 } NnrtBuffer;
 
 typedef struct NnrtModelInfo NnrtModelInfo;
@@ -194,6 +198,9 @@ struct NnrtModelInfo {
 	float (*eval)(NnrtCtx *ctx, int64_t n, const float *x, const void *y, float *out);	/* NULL without a loss */
 	float (*train_step)(NnrtCtx *ctx, int64_t n, const float *x, const void *y, float *out);	/* NULL without a loss */
 	int metric;				/* NNRT_METRIC_*: what the driver reports beside the loss */
+	/* the temporaries region: temps_ps * max_batch + temps_fixed floats. Both 0
+	 * (a table without a plan): every temporary gets memory of its own */
+	int64_t temps_ps, temps_fixed;
 };
 
 enum {
@@ -202,7 +209,9 @@ enum {
 	NNRT_METRIC_IOU,	/* binary masks (bce on logits): intersection over union of output > 0 and target > 0.5 */
 };
 
-/* bytes of arena for batches of up to max_batch samples (every buffer 64-byte aligned) */
+/* bytes of arena for batches of up to max_batch samples: parameters, state and
+ * optimizer state one after another, then the temporaries region (every buffer
+ * and the region 64-byte aligned) */
 size_t nnrt_arena_size(const NnrtModelInfo *m, int64_t max_batch);
 /* lays out the arena (64-byte aligned, nnrt_arena_size bytes) into bufs (m->nbufs
  * pointers), sets ctx to use them, and initializes parameters and state: each

@@ -64,6 +64,10 @@ expect_error "predict on a missing file" "missing.npy" predict "$mlp" --weights 
 expect_error "an unknown backend" "unknown backend" train "$mlp" --backend gpu
 expect_error "a missing model file" "cannot read" train missing.nn
 expect_error "resume from plain weights" "not an nnc checkpoint" train "$mlp" --resume w.st
+# the memory plan's budget: lenet's training arena is megabytes, far over 1K
+expect_error "--mem-budget under the planned arena" "the planned arena needs [0-9]* bytes at batch 64, more than the memory budget of 1024 bytes" \
+	"$root/examples/lenet.nn" -o lenet.c --mem-budget 1K
+[ ! -e lenet.c ] && ok "--mem-budget: no code written over budget" || bad "--mem-budget: lenet.c written over budget"
 ls ./*.tmp* 2>/dev/null && bad "temporary files left" || ok "no temporary files left"
 echo "commands: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
