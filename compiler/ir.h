@@ -80,6 +80,7 @@ struct IrNode {
 	const char *name;	/* parameters and buffers: "conv1.weight"; inputs: "x" */
 	const char *layer;	/* the layer the node belongs to: "conv1", "bottleneck2.bn1" */
 	SrcLoc loc;		/* what the user wrote that made the node */
+	int group;		/* passes/fuse.c: > 0 when lowered in one loop nest with the nodes of the same group */
 };
 
 typedef struct IrGraph {

@@ -79,8 +79,8 @@ static LoopStmt *append(LoopFn *f, LoopStmtKind k)
 	s->kind = k;
 	*f->tail = s;
 	f->tail = &s->next;
-	if (f->depth == 0)
-		f->kernels++;
+	if (f->depth == 0 && (k == LS_FOR || k == LS_GEMM))
+		f->kernels++;	/* a loop nest or a GEMM call; top-level scalar statements are not kernels */
 	return s;
 }
 

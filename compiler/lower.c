@@ -27,7 +27,19 @@ typedef struct Lower {
 	LoopFn *fn;
 	const IrGraph *g;
 	LoopBuf **buf;		/* by node id, for the function being lowered */
+	LoopVar **local;	/* by node id: a fused group member's value in the group's loop */
+	const bool *need, *stores;	/* by node id: lowered in this function; stored by its group */
+	const int *last;	/* by group: its last needed member */
 } Lower;
+
+static void conv_epilogue(Lower *l, const IrNode *n, LoopVar *s);
+static void group_body(Lower *l, int grp, int last, LoopVar *i);
+
+/* heads whose group runs inside their own loops, reading their value from memory */
+static bool epilogue_head(const IrNode *n)
+{
+	return n->op == IR_CONV2D || n->op == IR_CONV_T2D || n->op == IR_BATCHNORM || n->op == IR_BATCHNORM_TRAIN;
+}
 
 /* ---- buffers ---- */
 
@@ -335,8 +347,8 @@ static void lower_dense(Lower *l, const IrNode *n)
 	const IrNode *x = n->in[0], *w = n->in[1];
 	int64_t u = n->a.units, k = elems(x);
 	gemm(l, 0, 1, loop_n(l->fn), I(l, u), I(l, k), x, k, w, k, 0, n, u);
-	if (n->nin < 3)
-		return;
+	if (n->nin < 3 || n->group)
+		return;		/* in a fused group, the group's loop adds the bias */
 	LoopVar *i = loop_for(l->fn, I(l, 0), loop_n(l->fn));
 	loop_parallel(l->fn);
 	LoopVar *j = loop_for_n(l->fn, u);
@@ -855,6 +867,8 @@ static bool lower_conv_gather(Lower *l, const IrNode *n)
 		       .coff = add(l, mul(l, V(l, s), I(l, g.small_c * hw)), group_at(l, gi, sg * hw)) };
 	loop_gemm(l->fn, &m);
 	group_close(l, gi);
+	if (n->group)
+		conv_epilogue(l, n, s);
 	loop_end(l->fn);
 	return true;
 }
@@ -882,6 +896,8 @@ static bool lower_conv_scatter(Lower *l, const IrNode *n)
 	group_close(l, gi);
 	if (!direct)
 		col2im(l, &g, s, col, lower_buf(l, n));
+	if (n->group)
+		conv_epilogue(l, n, s);
 	loop_end(l->fn);
 	return true;
 }
@@ -1165,6 +1181,8 @@ static bool lower_batchnorm(Lower *l, const IrNode *n)	/* batchnorm (running sta
 	LoopVar *p, *s = bn_open(l, x, &p);
 	LoopExpr *at = bn_at(l, x, s, c, p);
 	st(l, n, at, add(l, mul(l, ld(l, x, at), V(l, alpha)), V(l, beta)));
+	if (n->group)	/* the group it heads, element by element as they are written */
+		group_body(l, n->group, l->last[n->group], loop_local(l->fn, LT_I64, at));
 	bn_close(l);
 	loop_end(l->fn);
 	return true;
@@ -1452,6 +1470,96 @@ static bool lower_node(Lower *l, const IrNode *n)
 	}
 }
 
+/* ---- fused groups (passes/fuse.c): one loop over the elements per group ---- */
+
+static MapFn group_fn(const IrNode *n)
+{
+	MapFn fn = map_fn(n->op);
+	if (!fn && (n->op == IR_ADD || n->op == IR_MUL))
+		fn = n->op == IR_ADD ? f_add : f_mul;
+	if (!fn)
+		NNC_BUG("%s in a fused group has no element-wise lowering", ir_op_name(n->op));
+	return fn;
+}
+
+/* the values a group member stores: used outside its group, an output or the loss */
+static bool *group_stores(const IrGraph *g)
+{
+	bool *ext = arena_alloc(g->arena, (size_t)g->nnodes + 1);
+	for (int i = 0; i < g->nnodes; i++)
+		for (int k = 0; k < g->nodes[i]->nin; k++) {
+			const IrNode *x = g->nodes[i]->in[k];
+			ext[x->id] |= !x->group || x->group != g->nodes[i]->group;
+		}
+	for (int i = 0; i < g->noutputs; i++)
+		ext[g->outputs[i]->id] = true;
+	if (g->loss)
+		ext[g->loss->id] = true;
+	return ext;
+}
+
+/* the needed members of group grp up to last, in order, at element i: members read
+ * earlier members from locals, everything else from memory (scalars at element 0, as
+ * map). A dense head has run its GEMM already: its value is that plus the bias of the
+ * element's column; a conv2d or batchnorm head's value is in its buffer already. */
+static void group_body(Lower *l, int grp, int last, LoopVar *i)
+{
+	const IrGraph *g = l->g;
+	for (int j = grp - 1; j <= last; j++) {
+		const IrNode *m = g->nodes[j];
+		if (m->group != grp || !l->need[j])
+			continue;
+		if (epilogue_head(m)) {
+			l->local[j] = loop_local(l->fn, LT_F32, ld(l, m, V(l, i)));
+			continue;
+		}
+		if (m->op == IR_DENSE) {
+			LoopExpr *u = I(l, m->a.units), *col = sub(l, V(l, i), mul(l, dvd(l, V(l, i), u), u));
+			l->local[j] = loop_local(l->fn, LT_F32, add(l, ld(l, m, V(l, i)), ld(l, m->in[2], col)));
+		} else {
+			LoopExpr *in[4];
+			for (int k = 0; k < m->nin && k < 4; k++) {
+				const IrNode *x = m->in[k];
+				bool scalar_in = !x->batched && x->shape.rank == 0 && (m->batched || m->shape.rank > 0);
+				in[k] = x->group == grp && l->local[x->id] ? V(l, l->local[x->id])
+									   : ld(l, x, scalar_in ? I(l, 0) : V(l, i));
+			}
+			l->local[j] = loop_local(l->fn, LT_F32, group_fn(m)(l, m, in));
+		}
+		if (l->stores[j])
+			st(l, m, V(l, i), V(l, l->local[j]));
+	}
+}
+
+/* one loop over the elements, where the group's last needed member stands */
+static void lower_group(Lower *l, const IrNode *last)
+{
+	LoopVar *i = loop_for(l->fn, I(l, 0), total(l, last));
+	loop_parallel(l->fn);
+	group_body(l, last->group, last->id, i);
+	loop_end(l->fn);
+}
+
+/* the group a conv2d or conv_transpose2d heads, over sample s's elements inside the conv's sample loop,
+ * while they are in cache (fuse.c: every input of the group is ready before the conv) */
+static void conv_epilogue(Lower *l, const IrNode *n, LoopVar *s)
+{
+	LoopVar *e = loop_for_n(l->fn, elems(n));
+	LoopVar *i = loop_local(l->fn, LT_I64, add(l, mul(l, V(l, s), I(l, elems(n))), V(l, e)));
+	group_body(l, n->group, l->last[n->group], i);
+	loop_end(l->fn);
+}
+
+/* for each group, the id of its last needed member (where the group's loop goes) */
+static int *group_lasts(const IrGraph *g, const bool *need)
+{
+	int *last = arena_alloc(g->arena, sizeof(int) * (size_t)(g->nnodes + 2));
+	for (int i = 0; i < g->nnodes; i++)
+		if (g->nodes[i]->group && need[i])
+			last[g->nodes[i]->group] = i;
+	return last;
+}
+
 /* nodes the roots depend on */
 static bool *needed(const IrGraph *g, IrNode *const *roots, int nroots)
 {
@@ -1481,11 +1589,31 @@ static bool lower_fn(Lower *l, const IrGraph *g, const char *name, IrNode *const
 	l->g = g;
 	l->fn = loop_new_fn(l->m, name);
 	l->buf = arena_alloc(l->m->arena, sizeof(LoopBuf *) * (size_t)(g->nnodes + 1));
+	l->local = arena_alloc(l->m->arena, sizeof(LoopVar *) * (size_t)(g->nnodes + 1));
 	bool *need = needed(g, roots, nroots);
+	int *last = group_lasts(g, need);
+	bool *stores = group_stores(g);
+	l->need = need;
+	l->stores = stores;
+	l->last = last;
 	for (int i = 0; i < g->nnodes; i++) {
 		const IrNode *n = g->nodes[i];
 		if (!need[i])
 			continue;
+		if (n->group) {
+			bool in_head = epilogue_head(g->nodes[n->group - 1]);
+			if (n->op == IR_DENSE)
+				lower_dense(l, n);	/* the GEMM now, the bias in the group's loop */
+			else if (n->op == IR_CONV2D)
+				lower_conv_gather(l, n);	/* with the group as its epilogue */
+			else if (n->op == IR_CONV_T2D)
+				lower_conv_scatter(l, n);	/* likewise */
+			else if (n->op == IR_BATCHNORM || n->op == IR_BATCHNORM_TRAIN)
+				lower_batchnorm(l, n);	/* likewise */
+			if (last[n->group] == i && !in_head)
+				lower_group(l, n);
+			continue;
+		}
 		if (!lower_node(l, n)) {
 			diag_error(n->loc, "nnc cannot generate code for %s yet", ir_op_name(n->op));
 			diag_hint("this layer is checked and summarized, but code generation for it comes in a later version");
@@ -1543,7 +1671,13 @@ LoopModule *lower_model(Arena *a, const Model *model, const IrGraph *infer, cons
 {
 	LoopModule *m = loop_new_module(a);
 	set_meta(&m->meta, model, infer, source);
-	Lower l = { .m = m };
+	/* parameters and buffers first, from the model's own graph (the passes leave it as
+	 * written): their indices seed init() and their layers pick the initializer, so the
+	 * initial weights do not depend on the -O level */
+	Lower l = { .m = m, .g = model->graph };
+	for (int i = 0; i < model->graph->nnodes; i++)
+		if (ir_is_state(model->graph->nodes[i]))
+			state_buf(&l, model->graph->nodes[i]);
 	IrNode *roots[64];
 	int nr = 0;
 	if (infer->noutputs)

@@ -1,0 +1,70 @@
+/*
+ * manager.c: the pass pipeline. The table lists every graph pass in the order
+ * it runs, with the lowest -O level that runs it; --disable-pass skips one,
+ * --print-ir-after prints the graph after one, and the verifier runs after
+ * every pass (it is linear, so always).
+ * Needs: a verified, shaped graph. Sets: whatever the passes set. Keeps: a
+ * verified graph, or aborts with the name of the pass that broke it.
+ */
+#include "passes.h"
+
+#include <string.h>
+
+static const struct {
+	const char *name;
+	int (*run)(IrGraph *g);
+	int level;
+} table[] = {
+	{ "simplify", pass_simplify, 1 },
+	{ "fold", pass_fold, 1 },
+	{ "cse", pass_cse, 1 },
+	{ "dce", pass_dce, 1 },
+	{ "fuse", pass_fuse, 2 },
+};
+
+enum { NPASSES = sizeof table / sizeof table[0] };
+
+int pass_count(void) { return NPASSES; }
+const char *pass_name(int i) { return table[i].name; }
+int pass_min_level(int i) { return table[i].level; }
+
+int pass_lookup(const char *name)
+{
+	for (int i = 0; i < NPASSES; i++)
+		if (!strcmp(table[i].name, name))
+			return i;
+	return -1;
+}
+
+static bool disabled(const PassOpts *o, const char *name)
+{
+	for (int i = 0; i < o->ndisabled; i++)
+		if (!strcmp(o->disabled[i], name))
+			return true;
+	return false;
+}
+
+void pass_run_all(IrGraph *g, const PassOpts *o, PassStats *stats)
+{
+	PassOpts none = { 0 };
+	if (!o)
+		o = &none;
+	FILE *out = o->print_to ? o->print_to : stderr;
+	for (int i = 0; i < NPASSES; i++) {
+		if (table[i].level > o->olevel || disabled(o, table[i].name))
+			continue;
+		int fired = table[i].run(g);
+		if (stats) {
+			stats->fired[i] += fired;
+			stats->ran[i] = true;
+		}
+		char buf[256];
+		const char *bad = ir_verify(g, buf, sizeof buf);
+		if (bad)
+			NNC_BUG("the graph of '%s' fails verification after pass %s: %s", g->name, table[i].name, bad);
+		if (o->print_all || (o->print_after && !strcmp(o->print_after, table[i].name))) {
+			fprintf(out, "; after %s (%d rewrites)\n", table[i].name, fired);
+			ir_print(out, g);
+		}
+	}
+}
