@@ -1615,14 +1615,28 @@ static void train_schedule(Elab *e, TrainConfig *t, const AstExpr *x)
 		t->step_every = every;
 }
 
+/* A relative path names a file beside the .nn file: it is joined with the
+ * file's folder. "inputs.npy,targets.npy" (the runtime's NumPy pair) is two
+ * paths, so each comma-separated part is joined on its own. */
 static const char *resolve_path(Arena *a, const SrcFile *src, const char *p)
 {
-	if (p[0] == '/')
-		return p;
 	const char *slash = strrchr(src->name, '/');
 	if (!slash)
 		return p;
-	return arena_printf(a, "%.*s/%s", (int)(slash - src->name), src->name, p);
+	int dir = (int)(slash - src->name);
+	const char *out = "";
+	for (const char *part = p;;) {
+		const char *comma = strchr(part, ',');
+		int n = comma ? (int)(comma - part) : (int)strlen(part);
+		if (part[0] == '/' || n == 0)
+			out = arena_printf(a, "%s%.*s", out, n, part);
+		else
+			out = arena_printf(a, "%s%.*s/%.*s", out, dir, src->name, n, part);
+		if (!comma)
+			return out;
+		out = arena_printf(a, "%s,", out);
+		part = comma + 1;
+	}
 }
 
 static void train_setting(Elab *e, TrainConfig *t, const AstStmt *st)

@@ -420,7 +420,7 @@ static float timed_step(NnrtCtx *ctx, int64_t n, const float *x, const void *y, 
 typedef struct RunArgs {
 	const char *cmd;		/* train, eval or predict */
 	const char *model, *optimizer, *backend;
-	bool verbose;
+	bool verbose, quiet, help;
 } RunArgs;
 
 /* the arguments after `nnc CMD FILE.nn`: --model, --optimizer and --backend
@@ -438,6 +438,8 @@ static int run_args(int argc, char **argv, char **rest, int *nrest, RunArgs *a)
 				return bad_flags("option '%s' needs a value", flag, NULL);
 		} else {
 			a->verbose |= !strcmp(argv[i], "--verbose");
+			a->quiet |= !strcmp(argv[i], "--quiet");
+			a->help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
 			rest[(*nrest)++] = argv[i];
 		}
 	}
@@ -565,6 +567,11 @@ static int run_command(int argc, char **argv)
 		Compile *c = compile_file(argv[2], &o);
 		if (c->nerrors > 1)
 			fprintf(stderr, "%d errors\n", c->nerrors);
+		if (!c->nerrors && !strcmp(a.cmd, "train") && !a.quiet && !a.help) {
+			summary_print(stdout, c->model, argv[2]);	/* what is about to train */
+			printf("\n");
+			fflush(stdout);
+		}
 		rc = c->nerrors ? 1 : a.backend && !strcmp(a.backend, "c") ? run_c(c, nrest, rest) : run_jit(c, &a, nrest, rest);
 		compile_free(c);
 	}

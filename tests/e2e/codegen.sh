@@ -1,9 +1,9 @@
 #!/bin/sh
-# The emitted C as a product: byte-identical for the same input, warning-free
-# under gcc and clang with -std=c99 -Wall -Wextra -Wpedantic -Werror, symbols
-# prefixed so two models link into one program, and the --main program's
-# errors for bad flags and bad files (exit status 1, a message naming the
-# problem, no partial weights file).
+# The emitted C as a product: byte-identical for the same input, every
+# example's C warning-free under gcc and clang with -std=c99 -Wall -Wextra
+# -Wpedantic -Werror, symbols prefixed so two models link into one program,
+# and the --main program's errors for bad flags and bad files (exit status 1,
+# a message naming the problem, no partial weights file).
 set -u
 nnc=$(realpath "$1")
 lib=$(realpath "$2")
@@ -18,13 +18,21 @@ cd "$tmp" || exit 1
 "$nnc" "$root/examples/mlp.nn" -o a.c --main && "$nnc" "$root/examples/mlp.nn" -o b.c --main
 sed 's/b\.h/a.h/g' b.c | cmp -s a.c - && sed 's/b\.h/a.h/g' b.h | cmp -s a.h - && ok "same input, same bytes" || bad "output differs between runs"
 
-for cc in gcc clang; do
-	command -v $cc >/dev/null || continue
-	if $cc -std=c99 -Wall -Wextra -Wpedantic -Werror -I"$root/runtime" -c a.c -o a.o 2>err; then
-		ok "$cc compiles mlp.c warning-free"
-	else
-		bad "$cc: $(head -5 err)"
+# every example's C, under both compilers
+for f in "$root"/examples/*.nn; do
+	m=$(basename "$f" .nn)
+	if ! "$nnc" "$f" -o "ex_$m.c" --main 2>err; then
+		bad "nnc cannot compile $m.nn to C: $(head -5 err)"
+		continue
 	fi
+	for cc in gcc clang; do
+		command -v $cc >/dev/null || continue
+		if $cc -std=c99 -Wall -Wextra -Wpedantic -Werror -I"$root/runtime" -c "ex_$m.c" -o "ex_$m.o" 2>err; then
+			ok "$cc compiles $m.c warning-free"
+		else
+			bad "$cc on $m.c: $(head -5 err)"
+		fi
+	done
 done
 
 # two models in one program: prefixes keep their symbols apart

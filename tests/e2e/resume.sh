@@ -18,16 +18,17 @@ ok() { echo "ok   $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 "$nnc" "$root/examples/mlp.nn" -o mlp.c --main || exit 1
 cc -O2 -I"$root/runtime" mlp.c "$lib" -lz -lm -o mlp || exit 1
-# 2 epochs of 40 batches of 250 samples: the first 10000 training images are enough
+# 3 epochs of 300 batches of 100 samples (the first 30000 training images):
+# long enough that a kill right after epoch 1's checkpoint lands inside epoch 2
 python3 - <<'PY' || exit 1
 import gzip, struct
 src = "/usr/share/datasets/fashion-mnist/"
-with gzip.open(src + "train-images-idx3-ubyte.gz") as f: img = f.read(16 + 784 * 10000)
-with gzip.open(src + "train-labels-idx1-ubyte.gz") as f: lab = f.read(8 + 10000)
-open("small-images-idx3-ubyte", "wb").write(struct.pack(">IIII", 0x803, 10000, 28, 28) + img[16:])
-open("small-labels-idx1-ubyte", "wb").write(struct.pack(">II", 0x801, 10000) + lab[8:])
+with gzip.open(src + "train-images-idx3-ubyte.gz") as f: img = f.read(16 + 784 * 30000)
+with gzip.open(src + "train-labels-idx1-ubyte.gz") as f: lab = f.read(8 + 30000)
+open("small-images-idx3-ubyte", "wb").write(struct.pack(">IIII", 0x803, 30000, 28, 28) + img[16:])
+open("small-labels-idx1-ubyte", "wb").write(struct.pack(">II", 0x801, 30000) + lab[8:])
 PY
-flags="--data small-images-idx3-ubyte --epochs 2 --batch 250 --quiet"
+flags="--data small-images-idx3-ubyte --epochs 3 --batch 100 --quiet"
 
 ./mlp $flags --save whole.st --checkpoint whole.ckpt >/dev/null || bad "uninterrupted run failed"
 
@@ -35,14 +36,16 @@ flags="--data small-images-idx3-ubyte --epochs 2 --batch 250 --quiet"
 ./mlp $flags --save killed.st --checkpoint killed.ckpt >/dev/null 2>&1 &
 pid=$!
 i=0
-while [ ! -s killed.ckpt ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
-sleep 0.2
+while [ ! -s killed.ckpt ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i + 1)); done
 kill -9 $pid 2>/dev/null
 wait $pid 2>/dev/null
-if [ -s killed.st ]; then
-	echo "note: the run finished before the kill; the resume test still runs from its last checkpoint"
+epoch=$(/usr/bin/python3 -c "
+import json, struct, sys
+raw = open('killed.ckpt', 'rb').read(); n = struct.unpack('<Q', raw[:8])[0]
+print(json.loads(raw[8:8 + n])['__metadata__']['epoch'])")
+if [ -s killed.st ] || [ "$epoch" != 1 ]; then
+	bad "the kill did not land in epoch 2 (checkpoint at epoch ${epoch:-?}); the test proves nothing"
 fi
-rm -f killed.st
 ./mlp $flags --save killed.st --checkpoint killed.ckpt --resume killed.ckpt >/dev/null 2>err ||
 	bad "resume after SIGKILL failed: $(head -3 err)"
 cmp -s whole.st killed.st && ok "killed with SIGKILL and resumed: the same weights, byte for byte" ||
@@ -69,7 +72,7 @@ fi
 # NaN: the checkpoint of the last good epoch stays as it was
 cp whole.ckpt good.ckpt
 sum=$(cksum < good.ckpt)
-./mlp --data small-images-idx3-ubyte --epochs 4 --batch 250 --quiet --lr 1e30 --resume good.ckpt --checkpoint good.ckpt >out 2>err
+./mlp --data small-images-idx3-ubyte --epochs 4 --batch 100 --quiet --lr 1e30 --resume good.ckpt --checkpoint good.ckpt >out 2>err
 rc=$?
 if [ $rc -eq 1 ] && grep -q "the loss became .* at step" err && [ "$(cksum < good.ckpt)" = "$sum" ]; then
 	ok "a NaN loss stops training at its step, checkpoint intact"

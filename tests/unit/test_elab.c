@@ -701,6 +701,24 @@ static void test_data_paths_resolve_against_the_file(void **state)
 	compile_free(c);
 }
 
+/* "inputs.npy,targets.npy" is two paths: each relative one is joined with the folder */
+static void test_npy_pair_paths_resolve_each_part(void **state)
+{
+	(void)state;
+	char src[2048];
+	snprintf(src, sizeof src, "%strain {\n  data = \"s/x.npy,s/y.npy\"\n  test = \"/abs/x.npy,t/y.npy\"\n}\n",
+		 tiny);
+	Compile *c = compile_source("examples/m.nn", src, strlen(src), NULL);
+	assert_int_equal(c->nerrors, 0);
+	assert_string_equal(c->model->train.data, "examples/s/x.npy,examples/s/y.npy");
+	assert_string_equal(c->model->train.test, "/abs/x.npy,examples/t/y.npy");
+	compile_free(c);
+
+	c = compile_source("m.nn", src, strlen(src), NULL);
+	assert_string_equal(c->model->train.data, "s/x.npy,s/y.npy");
+	compile_free(c);
+}
+
 static const char *const two_models = "model small {\n  input x: [4]\n  y = x -> dense(2)\n  output y\n}\n"
 				      "model big {\n  input x: [8]\n  y = x -> dense(16) -> dense(2)\n  output y\n}\n";
 
@@ -825,6 +843,7 @@ int main(void)
 		cmocka_unit_test(test_schedule_errors),
 		cmocka_unit_test(test_train_setting_errors),
 		cmocka_unit_test(test_data_paths_resolve_against_the_file),
+		cmocka_unit_test(test_npy_pair_paths_resolve_each_part),
 		cmocka_unit_test(test_train_named_model),
 		cmocka_unit_test(test_train_section_errors),
 		cmocka_unit_test(test_model_selection),
