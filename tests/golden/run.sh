@@ -2,10 +2,10 @@
 # Golden tests: every tests/golden/NAME.nn with
 #   NAME.err  - `nnc check NAME.nn` must exit 1 and print exactly this on stderr
 #   NAME.ir   - `nnc NAME.nn --emit=ir --inference` must exit 0 and print exactly this
-#   NAME.out  - `nnc check NAME.nn` must exit 0 and print exactly this
+#   NAME.sum  - `nnc check NAME.nn` must exit 0 and print exactly this summary
 #   NAME.gen  - a shell script that prints a NAME.nn too big to commit (a 1 MB
 #               line, 100,000 brackets); it is written to a temporary folder and
-#               checked there against NAME.err or NAME.out, as above
+#               checked there against NAME.err or NAME.sum, as above
 # Run from the folder itself, so messages name the file as NAME.nn.
 # UPDATE=1 rewrites the expected files from what nnc prints (review the diff!).
 set -u
@@ -39,7 +39,7 @@ for f in *.nn; do
 	name=${f%.nn}
 	[ -f "$name.err" ] && check "$name" err 1 check "$f"
 	[ -f "$name.ir" ] && check "$name" ir 0 "$f" --emit=ir --inference
-	[ -f "$name.out" ] && check "$name" out 0 check "$f"
+	[ -f "$name.sum" ] && check "$name" sum 0 check "$f"
 done
 
 mkdir "$tmp/gen" || exit 1
@@ -53,7 +53,7 @@ for g in *.gen; do
 	fi
 	rundir=$tmp/gen
 	[ -f "$name.err" ] && check "$name" err 1 check "$name.nn"
-	[ -f "$name.out" ] && check "$name" out 0 check "$name.nn"
+	[ -f "$name.sum" ] && check "$name" sum 0 check "$name.nn"
 	rundir=
 	rm -f "$tmp/gen/$name.nn"
 done
