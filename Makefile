@@ -83,7 +83,7 @@ $(BUILD)/compiler/%.o: compiler/%.c $(BUILD)/compiler/parser.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/support.h $(COMPILER_OBJ) $(RUNTIME_LIB)
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/support.h tests/unit/gradcheck.h $(COMPILER_OBJ) $(RUNTIME_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -rdynamic -pthread -o $@ $< $(COMPILER_OBJ) \
 		$(RUNTIME_LIB) $(LLVM_LIBS) -lcmocka -lz -lm
