@@ -46,14 +46,14 @@ STEPS, LR = 5, 1e-3
 # so its exact gradient is 0 (1e-15 in float64) while float32 gets 1e-6..4e-6 of
 # noise. Measured with this script (PARITY_EPS=1e-8), the worst tensor's
 # distance to PyTorch float64 after 5 steps, relative to its scale:
-#     eps 1e-8:  lenet   torch f32 4.8e-5, nnc 7.6e-5  (dense1.weight)
-#                resnet  torch f32 5.8e-2, nnc 2.4e-2  (bottleneck2.conv2.bias)
-#                unet    torch f32 5.3e-7, nnc 4.3e-7
-#     eps 1e-3:  lenet   torch f32 1.7e-7, nnc 1.7e-7
-#                resnet  torch f32 1.9e-3, nnc 1.6e-5  (bottleneck1.bn2.bias, .bn1.bias)
+#     eps 1e-8:  lenet   torch f32 3.0e-5, nnc 4.1e-5  (dense1.weight)
+#                resnet  torch f32 5.6e-2, nnc 2.0e-2  (conv2.bias of the bottlenecks)
+#                unet    torch f32 4.9e-7, nnc 1.9e-7
+#     eps 1e-3:  lenet   torch f32 1.6e-7, nnc 1.7e-7
+#                resnet  torch f32 2.0e-3, nnc 1.6e-5  (bottleneck1.bn2.bias, .bn1.bias)
 #                unet    torch f32 1.7e-7, nnc 1.7e-7
 # So the default eps is ill-conditioned (no float32 implementation can be
-# held to 1e-4), and the asserted runs use eps 1e-3. Even then PyTorch
+# held to 1e-4 on resnet_mini), and the asserted runs use eps 1e-3. Even then PyTorch
 # float32 drifts from float64 on resnet_mini: the float32 noise in the
 # cancelled conv-bias gradients moves those biases by ~3e-6 per step, and the
 # batchnorm biases, which start at 0 and have moved only a few lr steps
