@@ -130,7 +130,6 @@ static bool stores_out(const LoopStmt *s)
 	return false;
 }
 
-static void uses(const LoopStmt *s, bool *used);
 
 /* a kernel (top-level statement) declares the buffers that may share memory
  * with others of the function: within one kernel they never do, so they stay
@@ -142,7 +141,7 @@ static bool kernel_decls(Emit *e, const LoopStmt *s, int ind)
 	LoopStmt one = *s;
 	one.next = NULL;
 	bool *used = arena_alloc(e->m->arena, (size_t)e->m->nbufs + 1), open = false;
-	uses(&one, used);
+	loop_bufs_used(&one, used);
 	for (int i = 0; i < e->m->nbufs; i++) {
 		if (!used[i] || !e->kernel_scope[i])
 			continue;
@@ -221,33 +220,6 @@ static void body(Emit *e, const LoopStmt *s, int ind, bool top)
 	}
 }
 
-/* which buffers a function touches, so it declares only those */
-
-static void uses_expr(const LoopExpr *x, bool *used)
-{
-	if (!x)
-		return;
-	if (x->kind == LE_LOAD)
-		used[x->buf->id] = true;
-	uses_expr(x->a, used);
-	uses_expr(x->b, used);
-	uses_expr(x->c, used);
-}
-
-static void uses(const LoopStmt *s, bool *used)
-{
-	for (; s; s = s->next) {
-		if (s->kind == LS_STORE)
-			used[s->buf->id] = true;
-		if (s->kind == LS_GEMM)
-			used[s->gemm->a->id] = used[s->gemm->b->id] = used[s->gemm->c->id] = true;
-		uses_expr(s->idx, used);
-		uses_expr(s->val, used);
-		uses_expr(s->lo, used);
-		uses_expr(s->hi, used);
-		uses(s->body, used);
-	}
-}
 
 static bool in_arena(const LoopBuf *b)
 {
@@ -293,7 +265,7 @@ static void function(Emit *e, const LoopFn *f)
 	fprintf(o, "{\n");
 	bool *used = arena_alloc(e->m->arena, (size_t)e->m->nbufs + 1);
 	bool *kernel_scope = arena_alloc(e->m->arena, (size_t)e->m->nbufs + 1);
-	uses(f->body, used);
+	loop_bufs_used(f->body, used);
 	for (int i = 0; i < e->m->nbufs; i++) {
 		const LoopBuf *b = e->m->bufs[i];
 		if (!used[i])

@@ -557,39 +557,6 @@ static void stmts(Ll *l, const LoopStmt *s, bool top)
 
 /* ---- functions ---- */
 
-static void uses(const LoopStmt *s, bool *used);
-
-static void uses_expr(const LoopExpr *x, bool *used)
-{
-	if (!x)
-		return;
-	if (x->kind == LE_LOAD)
-		used[x->buf->id] = true;
-	uses_expr(x->a, used);
-	uses_expr(x->b, used);
-	uses_expr(x->c, used);
-}
-
-static void uses(const LoopStmt *s, bool *used)
-{
-	for (; s; s = s->next) {
-		if (s->kind == LS_STORE)
-			used[s->buf->id] = true;
-		if (s->kind == LS_GEMM) {
-			const LoopGemm *g = s->gemm;
-			used[g->a->id] = used[g->b->id] = used[g->c->id] = true;
-			const LoopExpr *e[] = { g->m, g->n, g->k, g->aoff, g->boff, g->coff, g->lda, g->ldb, g->ldc };
-			for (size_t i = 0; i < sizeof e / sizeof e[0]; i++)
-				uses_expr(e[i], used);
-		}
-		uses_expr(s->idx, used);
-		uses_expr(s->val, used);
-		uses_expr(s->lo, used);
-		uses_expr(s->hi, used);
-		uses(s->body, used);
-	}
-}
-
 static bool in_arena(const LoopBuf *b)
 {
 	return b->kind != LB_ARG_X && b->kind != LB_ARG_Y && b->kind != LB_ARG_OUT;
@@ -672,7 +639,7 @@ static void prologue(Ll *l, const LoopFn *f)
 	bool *used = calloc((size_t)l->m->nbufs + 1, 1);
 	if (!used)
 		NNC_BUG("out of memory");
-	uses(f->body, used);
+	loop_bufs_used(f->body, used);
 	if (f->result)
 		used[f->result->id] = true;
 	LLVMValueRef table = LLVMBuildLoad2(l->b, ptr(l->pf32), ctx_field(l, 6), "b");

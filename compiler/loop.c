@@ -339,6 +339,39 @@ LoopExpr *loop_mul(LoopFn *f, LoopExpr *a, LoopExpr *b) { return loop_bin(f, LO_
 LoopExpr *loop_div(LoopFn *f, LoopExpr *a, LoopExpr *b) { return loop_bin(f, LO_DIV, a, b); }
 LoopExpr *loop_max(LoopFn *f, LoopExpr *a, LoopExpr *b) { return loop_bin(f, LO_MAX, a, b); }
 
+/* ---- analysis shared by the emitters ---- */
+
+static void expr_bufs_used(const LoopExpr *x, bool *used)
+{
+	if (!x)
+		return;
+	if (x->kind == LE_LOAD)
+		used[x->buf->id] = true;
+	expr_bufs_used(x->a, used);
+	expr_bufs_used(x->b, used);
+	expr_bufs_used(x->c, used);
+}
+
+void loop_bufs_used(const LoopStmt *s, bool *used)
+{
+	for (; s; s = s->next) {
+		if (s->kind == LS_STORE)
+			used[s->buf->id] = true;
+		if (s->kind == LS_GEMM) {
+			const LoopGemm *g = s->gemm;
+			used[g->a->id] = used[g->b->id] = used[g->c->id] = true;
+			const LoopExpr *e[] = { g->m, g->n, g->k, g->aoff, g->boff, g->coff, g->lda, g->ldb, g->ldc };
+			for (size_t i = 0; i < sizeof e / sizeof e[0]; i++)
+				expr_bufs_used(e[i], used);
+		}
+		expr_bufs_used(s->idx, used);
+		expr_bufs_used(s->val, used);
+		expr_bufs_used(s->lo, used);
+		expr_bufs_used(s->hi, used);
+		loop_bufs_used(s->body, used);
+	}
+}
+
 /* ---- printer: a readable dump for --emit=loops and for debugging ---- */
 
 const char *loop_type_name(LoopType t)

@@ -209,6 +209,9 @@ LoopExpr *loop_mul(LoopFn *f, LoopExpr *a, LoopExpr *b);
 LoopExpr *loop_div(LoopFn *f, LoopExpr *a, LoopExpr *b);
 LoopExpr *loop_max(LoopFn *f, LoopExpr *a, LoopExpr *b);
 
+/* marks used[b->id] for every buffer the statements (and their nested bodies) read or write */
+void loop_bufs_used(const LoopStmt *s, bool *used);
+
 const char *loop_type_name(LoopType t);
 void loop_print(FILE *out, const LoopModule *m);
 
