@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 
 import numpy as np
@@ -261,30 +262,38 @@ def cases():
                                      loss_torch=l_t, target=tgt, opt=("sgd", {"lr": 0.1}), steps=3))
 
 
-def main():
-    nnc = os.path.abspath(sys.argv[1])
-    lib = os.path.abspath(sys.argv[2])
-    only = sys.argv[3] if len(sys.argv) > 3 else ""
-    torch.set_num_threads(1)
+def run_all(label, runs, only, width=26):
+    """Runs each (name, run) whose name holds `only`; run(tmp) returns the
+    distances (nnc vs torch f32, nnc vs f64, torch f32 vs f64, worst tensor).
+    Prints a line per case and 'LABEL: N passed, M failed', and exits."""
     passed = failed = 0
+    start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        for name, kw in cases():
+        for name, run in runs:
             if only not in name:
                 continue
             try:
-                vs32, vs64, t32, where = run_case(tmp, name, nnc=nnc, lib=lib, **kw)
+                vs32, vs64, t32, where = run(tmp)
             except RuntimeError as e:
                 print(f"FAIL {name}: {e}")
                 failed += 1
                 continue
             ok = vs32 < TOL
-            print(f"{'ok  ' if ok else 'FAIL'} {name:26s} vs torch f32 {vs32:.1e}   vs f64: nnc {vs64:.1e}, "
+            print(f"{'ok  ' if ok else 'FAIL'} {name:{width}s} vs torch f32 {vs32:.1e}   vs f64: nnc {vs64:.1e}, "
                   f"torch f32 {t32:.1e}  ({where})")
             passed += ok
             failed += not ok
-    print(f"parity: {passed} passed, {failed} failed")
+    print(f"{label}: {passed} passed, {failed} failed ({time.time() - start:.0f} s)")
     sys.exit(1 if failed else 0)
 
+
+def main():
+    nnc = os.path.abspath(sys.argv[1])
+    lib = os.path.abspath(sys.argv[2])
+    only = sys.argv[3] if len(sys.argv) > 3 else ""
+    torch.set_num_threads(1)
+    run_all("parity", ((name, lambda tmp, name=name, kw=kw: run_case(tmp, name, nnc=nnc, lib=lib, **kw))
+                       for name, kw in cases()), only)
 
 if __name__ == "__main__":
     main()

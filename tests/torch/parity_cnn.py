@@ -22,8 +22,6 @@ usage: /usr/bin/python3 tests/torch/parity_cnn.py path/to/nnc path/to/libnnrt.a 
 import os
 import subprocess
 import sys
-import tempfile
-import time
 import zlib
 
 import numpy as np
@@ -32,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from parity import TOL, build, read_safetensors, write_safetensors  # noqa: E402
+from parity import build, read_safetensors, run_all, write_safetensors  # noqa: E402
 
 
 class Twin(nn.Module):
@@ -233,26 +231,8 @@ def main():
     lib = os.path.abspath(sys.argv[2])
     only = sys.argv[3] if len(sys.argv) > 3 else ""
     torch.set_num_threads(1)
-    passed = failed = 0
-    start = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, kw in cases():
-            if only not in name:
-                continue
-            try:
-                vs32, vs64, t32, where = run_case(tmp, name, nnc=nnc, lib=lib, **kw)
-            except RuntimeError as e:
-                print(f"FAIL {name}: {e}")
-                failed += 1
-                continue
-            ok = vs32 < TOL
-            print(f"{'ok  ' if ok else 'FAIL'} {name:30s} vs torch f32 {vs32:.1e}   vs f64: nnc {vs64:.1e}, "
-                  f"torch f32 {t32:.1e}  ({where})")
-            passed += ok
-            failed += not ok
-    print(f"parity_cnn: {passed} passed, {failed} failed ({time.time() - start:.0f} s)")
-    sys.exit(1 if failed else 0)
-
+    run_all("parity_cnn", ((name, lambda tmp, name=name, kw=kw: run_case(tmp, name, nnc=nnc, lib=lib, **kw))
+                           for name, kw in cases()), only, width=30)
 
 if __name__ == "__main__":
     main()

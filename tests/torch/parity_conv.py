@@ -17,7 +17,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import tempfile
 import warnings
 import zlib
 
@@ -182,25 +181,8 @@ def main():
     torch.set_num_threads(1)
     # PyTorch pads a copy of the input for "same" with an even kernel, and says so
     warnings.filterwarnings("ignore", message="Using padding='same'")
-    passed = failed = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, (in_shape, layers) in CASES.items():
-            if only not in name:
-                continue
-            try:
-                vs32, vs64, t32, where = run_case(tmp, name, in_shape, layers, nnc, lib)
-            except RuntimeError as e:
-                print(f"FAIL {name}: {e}")
-                failed += 1
-                continue
-            ok = vs32 < TOL
-            print(f"{'ok  ' if ok else 'FAIL'} {name:26s} vs torch f32 {vs32:.1e}   vs f64: nnc {vs64:.1e}, "
-                  f"torch f32 {t32:.1e}  ({where})")
-            passed += ok
-            failed += not ok
-    print(f"parity_conv: {passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
-
+    parity.run_all("parity_conv", ((name, lambda tmp, name=name, s=s, layers=layers: run_case(tmp, name, s, layers, nnc, lib))
+                                   for name, (s, layers) in CASES.items()), only)
 
 if __name__ == "__main__":
     main()
