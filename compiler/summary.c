@@ -214,3 +214,60 @@ void summary_print_params(FILE *f, const IrGraph *g)
 			fprintf(f, "%s %s %s\n", n->name, shape_str(n->shape), n->op == IR_PARAM ? "param" : "buffer");
 	}
 }
+
+static void print_ratio(FILE *f, int64_t before, int64_t after)
+{
+	if (after > 0)
+		fprintf(f, "  %7.2fx", (double)before / (double)after);
+	else
+		fprintf(f, "  %8s", "-");
+}
+
+static void print_change(FILE *f, int w, const char *label, const char *what, int64_t pb, int64_t pa, int64_t fb,
+			 int64_t fa)
+{
+	char n1[40], n2[40], n3[40], n4[40];
+	fprintf(f, "%-*s  %-20s  %13s  %12s", w, label, what, commas(pb, n1), commas(pa, n2));
+	print_ratio(f, pb, pa);
+	fprintf(f, "  %14s  %14s", commas(fb, n3), commas(fa, n4));
+	print_ratio(f, fb, fa);
+	fputc('\n', f);
+}
+
+void summary_print_bottleneck(FILE *f, const PassBottleneckLog *log, const IrGraph *after)
+{
+	int w = (int)strlen("Total (model)");
+	for (int i = 0; i < log->n; i++) {
+		int l = (int)strlen(log->convs[i].orig->layer);
+		w = l > w ? l : w;
+	}
+	fprintf(f, "Bottleneck rewrite (-fbottleneck=%d): %d convolution%s rewritten\n", log->r, log->n,
+		log->n == 1 ? "" : "s");
+	if (!log->n)
+		fprintf(f, "  (none qualifies: KxK with K >= 3, groups 1, at least %d input and output channels)\n",
+			4 * log->r);
+	fprintf(f, "%-*s  %-20s  %13s  %12s  %8s  %14s  %14s  %8s\n", w, "Layer", "Rewrite", "Params before",
+		"Params after", "Ratio", "FLOPs before", "FLOPs after", "Ratio");
+	int width = w + 103;
+	for (int i = 0; i < width; i++)
+		fputc('-', f);
+	fputc('\n', f);
+	for (int i = 0; i < log->n; i++) {
+		const PassBottleneck *b = &log->convs[i];
+		const IrNode *parts[3] = { b->reduce, b->conv, b->expand };
+		int64_t pa = 0, fa = 0;
+		for (int k = 0; k < 3; k++) {
+			pa += summary_node_params(parts[k]);
+			fa = sat_add(fa, summary_node_flops(parts[k]));
+		}
+		char what[96];
+		snprintf(what, sizeof what, "%dx%d %" PRId64 "->%" PRId64 "->%" PRId64, b->orig->a.kernel[0],
+			 b->orig->a.kernel[1], b->orig->in[0]->shape.d[0], b->conv->a.units, b->orig->a.units);
+		print_change(f, w, b->orig->layer, what, summary_node_params(b->orig), pa, summary_node_flops(b->orig), fa);
+	}
+	for (int i = 0; i < width; i++)
+		fputc('-', f);
+	fputc('\n', f);
+	ModelStats sb = summary_stats(&log->before), sa = summary_stats(after);
+	print_change(f, w, "Total (model)", "", sb.params, sa.params, sb.flops, sa.flops);
+}

@@ -8,6 +8,7 @@
 
 #include "elab.h"
 #include "ir.h"
+#include "passes/passes.h"
 
 typedef struct ModelStats {
 	int64_t params;		/* trainable parameter elements */
@@ -23,5 +24,8 @@ ModelStats summary_stats(const IrGraph *g);
 void summary_print(FILE *f, const Model *m, const char *file);
 /* one line per parameter and buffer: name, shape, kind (what PyTorch's state_dict holds) */
 void summary_print_params(FILE *f, const IrGraph *g);
+/* -fbottleneck: each rewritten convolution's parameters and FLOPs before and
+ * after, and the model's totals, from the nodes of both graphs */
+void summary_print_bottleneck(FILE *f, const PassBottleneckLog *log, const IrGraph *after);
 
 #endif

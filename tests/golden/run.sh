@@ -6,6 +6,7 @@
 #   NAME.gen  - a shell script that prints a NAME.nn too big to commit (a 1 MB
 #               line, 100,000 brackets); it is written to a temporary folder and
 #               checked there against NAME.err or NAME.sum, as above
+#   NAME.flags - flags for `nnc check` in the tests of NAME (-fbottleneck=4)
 # Run from the folder itself, so messages name the file as NAME.nn.
 # UPDATE=1 rewrites the expected files from what nnc prints (review the diff!).
 set -u
@@ -37,9 +38,11 @@ check() { # name kind expected-rc args...   (run in $rundir, default here)
 
 for f in *.nn; do
 	name=${f%.nn}
-	[ -f "$name.err" ] && check "$name" err 1 check "$f"
-	[ -f "$name.ir" ] && check "$name" ir 0 "$f" --emit=ir --inference
-	[ -f "$name.sum" ] && check "$name" sum 0 check "$f"
+	flags=$(cat "$name.flags" 2>/dev/null)
+	# shellcheck disable=SC2086 # the flags split into words
+	[ -f "$name.err" ] && check "$name" err 1 check $flags "$f"
+	[ -f "$name.ir" ] && check "$name" ir 0 "$f" --emit=ir --inference $flags
+	[ -f "$name.sum" ] && check "$name" sum 0 check $flags "$f"
 done
 
 mkdir "$tmp/gen" || exit 1
