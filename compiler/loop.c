@@ -486,7 +486,8 @@ static void print_body(FILE *o, const LoopStmt *s, int ind)
 
 void loop_print(FILE *o, const LoopModule *m)
 {
-	static const char *const kinds[] = { "param", "state", "opt", "temp", "arg x", "arg y", "arg out" };
+	static const char *const kinds[] = { "param", "state", "opt", "temp", "arg x", "arg y", "arg out", "folded",
+					     "const" };
 	for (int i = 0; i < m->nbufs; i++) {
 		const LoopBuf *b = m->bufs[i];
 		fprintf(o, "b%d: %s %s[%s%" PRId64 "]  %s\n", i, kinds[b->kind], loop_type_name(b->type),

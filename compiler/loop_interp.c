@@ -119,7 +119,9 @@ static void alloc_slot(LoopMachine *lm, const LoopBuf *b)
 	s->wtag = arena_alloc(lm->arena, cap * sizeof(int64_t));
 	s->rtag = arena_alloc(lm->arena, cap * sizeof(int64_t));
 	s->rmany = arena_alloc(lm->arena, cap * sizeof(int64_t));
-	s->readonly = b->kind == LB_ARG_X || b->kind == LB_ARG_Y;
+	s->readonly = b->kind == LB_ARG_X || b->kind == LB_ARG_Y || b->kind == LB_CONST;
+	for (int64_t k = 0; b->kind == LB_CONST && b->data && k < b->elems; k++)
+		s->f[k] = b->data[k];
 }
 
 /* ---- static checks ---- */
@@ -489,6 +491,8 @@ LoopMachine *loop_machine_new(const LoopModule *m, int64_t max_batch, uint64_t s
 		nvars = m->fns[i]->nvars > nvars ? m->fns[i]->nvars : nvars;
 	}
 	lm->vars = arena_alloc(a, sizeof *lm->vars * (size_t)nvars);
+	if (loop_find_fn(m, "prepare"))	/* as the generated init() */
+		loop_machine_run(lm, "prepare", 1, NULL, NULL, NULL);
 	return lm;
 }
 
@@ -546,7 +550,8 @@ double loop_machine_run(LoopMachine *lm, const char *fn, int64_t n, const double
 static const LoopBuf *persistent(const LoopModule *m, const char *name)
 {
 	const LoopBuf *b = loop_find_buf(m, name);
-	if (!b || (b->kind != LB_PARAM && b->kind != LB_STATE && b->kind != LB_OPT) || is_int(b->type))
+	if (!b || (b->kind != LB_PARAM && b->kind != LB_STATE && b->kind != LB_OPT && b->kind != LB_FOLDED) ||
+	    is_int(b->type))
 		return NULL;
 	return b;
 }

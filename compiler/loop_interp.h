@@ -22,7 +22,8 @@ typedef struct LoopMachine LoopMachine;
  * A machine for m with room for batches of up to max_batch samples. The
  * parameters and state are initialized as the generated init() does from
  * seed (each LI_UNIFORM buffer from the PCG32 stream (seed, buffer index), the
- * same float values), the learning rate is m->meta.lr, the step count 0.
+ * same float values), then prepare runs when the module has one (as init()
+ * does), the learning rate is m->meta.lr, the step count 0.
  * The module must outlive the machine.
  */
 LoopMachine *loop_machine_new(const LoopModule *m, int64_t max_batch, uint64_t seed);
@@ -37,7 +38,7 @@ void loop_machine_free(LoopMachine *lm);
  */
 double loop_machine_run(LoopMachine *lm, const char *fn, int64_t n, const double *x, const void *y, double *out);
 
-/* a persistent F32 buffer (parameter, state, optimizer state) by name, and its
+/* a persistent F32 buffer (parameter, state, optimizer state, folded) by name, and its
  * element count; NULL and 0 when there is none */
 double *loop_machine_buf(LoopMachine *lm, const char *name);
 int64_t loop_machine_buf_len(const LoopMachine *lm, const char *name);

@@ -228,7 +228,8 @@ MemPlanStats memplan_stats(const LoopModule *m, int64_t batch)
 		const LoopBuf *b = m->bufs[i];
 		int64_t n = bytes64(b->elems * (b->batched ? batch : 1));
 		switch (b->kind) {
-		case LB_PARAM: s.params += n; break;
+		case LB_PARAM:
+		case LB_FOLDED: s.params += n; break;	/* weights as prepare folded them: beside the others */
 		case LB_STATE: s.state += n; break;
 		case LB_OPT: s.opt += n; break;
 		case LB_TEMP: s.temps_unplanned += n; break;
