@@ -2,9 +2,10 @@
  * emit_llvm.c: loop IR -> LLVM module, through the LLVM-C API. It translates
  * what emit_c.c prints, construct for construct, with C's semantics: the
  * module holds what model.c holds (the buffer table, the static kernels
- * k_forward, k_eval and k_train_step, PREFIX_info, the public API and, on
- * request, main) under the same symbols, so an object file from here links
- * where model.c's would, and the JIT runs the same arithmetic.
+ * k_forward, k_eval and k_train_step with their outlined parallel loops
+ * k_NAME_parK, PREFIX_info, the public API and, on request, main) under the
+ * same symbols, so an object file from here links where model.c's would, and
+ * the JIT runs the same arithmetic.
  *
  * Semantics kept from the C code, which is the reference:
  *   - float math in float, double in double, every conversion explicit as C
@@ -33,6 +34,8 @@
 #include "diag.h"
 #include "nnrt.h"	/* only to check that our struct layouts are the C compiler's */
 
+_Static_assert((int)LOOP_GRAIN == (int)NNRT_GRAIN, "loop.h's grain is the runtime's");
+
 typedef struct Ll {
 	LLVMContextRef cx;
 	LLVMModuleRef mod;
@@ -48,6 +51,9 @@ typedef struct Ll {
 	LLVMValueRef fn, ctx, n, x, y, out;
 	LLVMValueRef *bufp;		/* by buffer id: the base pointer, when the function uses it */
 	LLVMValueRef *vars;		/* by variable id: the counter's phi, or the local's alloca */
+	const LoopFn *f;
+	const LoopPars *pars;		/* the kernel's outlined parallel loops; NULL inside one */
+	LLVMBasicBlockRef entry;	/* the kernel's entry block, where allocas go */
 	/* C declares every buffer pointer restrict: each buffer (and the context)
 	 * is a scope of its own, its accesses alias no other scope's */
 	unsigned scope_kind, noalias_kind;
@@ -522,10 +528,154 @@ static void gemm(Ll *l, const LoopGemm *g)
 	call(l, fn, a, 13);
 }
 
+/* ---- outlined parallel loops (loop.h), as emit_c.c writes them: the
+ * body over [begin, end) of the iterations in a function of its own, which
+ * takes a struct of what it reads (the context, n, buffers, captured
+ * counters and locals), and a call of nnrt_parallel_for_grain ---- */
+
+static void add_attr(Ll *l, LLVMValueRef fn, const char *name);
+
+static LLVMTypeRef par_struct(Ll *l, const LoopPar *lp)
+{
+	int nb = l->m->nbufs, nv = l->f->nvars, k = 0;
+	LLVMTypeRef *fields = calloc((size_t)(nb + nv + 2), sizeof *fields);
+	if (!fields)
+		NNC_BUG("out of memory");
+	fields[k++] = l->pctx;
+	fields[k++] = l->i64;
+	for (int i = 0; i < nb; i++)
+		if (lp->bufs[i])
+			fields[k++] = LLVMTypeOf(l->bufp[i]);
+	for (int i = 0; i < nv; i++)
+		if (lp->captured[i])
+			fields[k++] = ltype(l, l->f->vars[i]->type);
+	LLVMTypeRef t = LLVMStructTypeInContext(l->cx, fields, (unsigned)k, 0);
+	free(fields);
+	return t;
+}
+
+static LLVMTypeRef par_fn_type(Ll *l)
+{
+	LLVMTypeRef p[] = { l->pi8, l->i64, l->i64 };
+	return LLVMFunctionType(l->vd, p, 3, 0);
+}
+
+/* k_NAME_parK(void *arg, int64_t begin, int64_t end); the kernel's state is
+ * swapped out while it is built, and back in after */
+static LLVMValueRef par_fn(Ll *l, const LoopPar *lp, int k, LLVMTypeRef st)
+{
+	const LoopStmt *s = lp->loop;
+	char name[160];
+	snprintf(name, sizeof name, "k_%s_par%d", l->f->name, k);
+	LLVMValueRef fn = LLVMAddFunction(l->mod, name, par_fn_type(l));
+	LLVMSetLinkage(fn, LLVMInternalLinkage);
+	add_attr(l, fn, "nounwind");
+	LLVMValueRef saved_fn = l->fn, saved_ctx = l->ctx, saved_n = l->n, *saved_bufp = l->bufp, *saved_vars = l->vars;
+	LLVMBasicBlockRef saved_at = LLVMGetInsertBlock(l->b);
+	const LoopPars *saved_pars = l->pars;
+	l->fn = fn;
+	l->pars = NULL;	/* nested parallel loops run serially here */
+	l->bufp = calloc((size_t)l->m->nbufs + 1, sizeof *l->bufp);
+	l->vars = calloc((size_t)l->f->nvars + 1, sizeof *l->vars);
+	if (!l->bufp || !l->vars)
+		NNC_BUG("out of memory");
+	LLVMPositionBuilderAtEnd(l->b, block(l, "entry"));
+	LLVMValueRef arg = LLVMBuildBitCast(l->b, LLVMGetParam(fn, 0), ptr(st), "arg");
+	unsigned f = 0;
+	LLVMValueRef field;
+#define FIELD(t) (field = LLVMBuildStructGEP2(l->b, st, arg, f++, ""), LLVMBuildLoad2(l->b, (t), field, ""))
+	l->ctx = FIELD(l->pctx);
+	l->n = FIELD(l->i64);
+	for (int i = 0; i < l->m->nbufs; i++)
+		if (lp->bufs[i])
+			l->bufp[i] = FIELD(LLVMTypeOf(saved_bufp[i]));
+	for (int i = 0; i < l->f->nvars; i++) {
+		LLVMTypeRef t = ltype(l, l->f->vars[i]->type);
+		if (lp->captured[i] && l->f->vars[i]->is_index) {
+			l->vars[i] = FIELD(t);
+		} else if (lp->captured[i]) {
+			LLVMValueRef v = FIELD(t);
+			l->vars[i] = LLVMBuildAlloca(l->b, t, "");
+			LLVMBuildStore(l->b, v, l->vars[i]);
+		} else if (lp->locals[i]) {
+			l->vars[i] = LLVMBuildAlloca(l->b, t, "");
+		}
+	}
+#undef FIELD
+	/* for (i = lo + begin; i < lo + end; i++) */
+	LLVMValueRef lo = expr(l, s->lo);
+	LLVMValueRef first = LLVMBuildNSWAdd(l->b, lo, LLVMGetParam(fn, 1), "");
+	LLVMValueRef last = LLVMBuildNSWAdd(l->b, lo, LLVMGetParam(fn, 2), "");
+	LLVMBasicBlockRef pre = LLVMGetInsertBlock(l->b);
+	LLVMBasicBlockRef head = block(l, "for"), body = block(l, "body"), done = block(l, "done");
+	LLVMBuildBr(l->b, head);
+	LLVMPositionBuilderAtEnd(l->b, head);
+	LLVMValueRef i = LLVMBuildPhi(l->b, l->i64, "i");
+	LLVMAddIncoming(i, &first, &pre, 1);
+	l->vars[s->var->id] = i;
+	LLVMBuildCondBr(l->b, LLVMBuildICmp(l->b, LLVMIntSLT, i, last, ""), body, done);
+	LLVMPositionBuilderAtEnd(l->b, body);
+	stmts(l, s->body, false);
+	LLVMValueRef next = LLVMBuildNSWAdd(l->b, i, i64c(l, 1), "");
+	LLVMBasicBlockRef latch = LLVMGetInsertBlock(l->b);
+	LLVMBuildBr(l->b, head);
+	LLVMAddIncoming(i, &next, &latch, 1);
+	LLVMPositionBuilderAtEnd(l->b, done);
+	LLVMBuildRetVoid(l->b);
+	free(l->bufp);
+	free(l->vars);
+	l->fn = saved_fn;
+	l->ctx = saved_ctx;
+	l->n = saved_n;
+	l->bufp = saved_bufp;
+	l->vars = saved_vars;
+	l->pars = saved_pars;
+	LLVMPositionBuilderAtEnd(l->b, saved_at);
+	return fn;
+}
+
+static void par_call(Ll *l, const LoopPar *lp, int k)
+{
+	const LoopStmt *s = lp->loop;
+	LLVMTypeRef st = par_struct(l, lp);
+	LLVMValueRef fn = par_fn(l, lp, k, st);
+	/* the struct in the entry block, so a loop around the call reuses it */
+	LLVMBuilderRef eb = LLVMCreateBuilderInContext(l->cx);
+	LLVMPositionBuilderBefore(eb, LLVMGetBasicBlockTerminator(l->entry));
+	LLVMValueRef arg = LLVMBuildAlloca(eb, st, "par");
+	LLVMDisposeBuilder(eb);
+	unsigned f = 0;
+#define STORE(v) LLVMBuildStore(l->b, (v), LLVMBuildStructGEP2(l->b, st, arg, f++, ""))
+	STORE(l->ctx);
+	STORE(l->n);
+	for (int i = 0; i < l->m->nbufs; i++)
+		if (lp->bufs[i])
+			STORE(l->bufp[i]);
+	for (int i = 0; i < l->f->nvars; i++) {
+		if (!lp->captured[i])
+			continue;
+		const LoopVar *v = l->f->vars[i];
+		STORE(v->is_index ? l->vars[i] : LLVMBuildLoad2(l->b, ltype(l, v->type), l->vars[i], ""));
+	}
+#undef STORE
+	LLVMValueRef hi = expr(l, s->hi), lo = expr(l, s->lo);
+	LLVMTypeRef p[] = { l->i64, l->i64, ptr(par_fn_type(l)), l->pi8 };
+	LLVMValueRef run = declare(l, "nnrt_parallel_for_grain", l->vd, p, 4);
+	LLVMValueRef a[] = { LLVMBuildNSWSub(l->b, hi, lo, ""), i64c(l, lp->work), fn,
+			     LLVMBuildBitCast(l->b, arg, l->pi8, "") };
+	call(l, run, a, 4);
+}
+
 static void stmt(Ll *l, const LoopStmt *s)
 {
+	int par = s->kind == LS_FOR && l->pars ? loop_par_index(l->pars, s) : -1;
 	switch (s->kind) {
-	case LS_FOR: for_loop(l, s); return;
+	case LS_FOR:
+		if (par >= 0)
+			par_call(l, &l->pars->par[par], par);
+		else
+			for_loop(l, s);
+		return;
 	case LS_STORE: {
 		LLVMValueRef idx = expr(l, s->idx);
 		LLVMValueRef v = expr(l, s->val);
@@ -699,12 +849,17 @@ static void kernel(Ll *l, const LoopFn *f, LLVMValueRef fn)
 	prologue(l, f);
 	LLVMBuildBr(l->b, start);
 	LLVMPositionBuilderAtEnd(l->b, start);
+	LoopPars pars = loop_pars(l->m, f);
+	l->f = f;
+	l->pars = &pars;
+	l->entry = entry;
 	if (f->counts_step) {
 		LLVMValueRef at = ctx_field(l, 4);
 		LLVMValueRef s = tag(l, LLVMBuildLoad2(l->b, l->i64, at, "step"), l->m->nbufs);
 		tag(l, LLVMBuildStore(l->b, LLVMBuildNSWAdd(l->b, s, i64c(l, 1), ""), at), l->m->nbufs);
 	}
 	stmts(l, f->body, true);
+	l->pars = NULL;
 	if (f->result)
 		LLVMBuildRet(l->b, tag(l, LLVMBuildLoad2(l->b, l->f32, l->bufp[f->result->id], "loss"), f->result->id));
 	else if (!is_forward(f))

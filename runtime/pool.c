@@ -1,16 +1,18 @@
 /*
  * pool.c: the runtime's thread pool, its one piece of global state. Generated
- * code outlines the body of a parallel loop and calls nnrt_parallel_for; the
- * GEMM splits large products over it the same way.
+ * code outlines the body of a parallel loop and calls nnrt_parallel_for_grain
+ * (a chunk per grain of work, so small loops run inline); the GEMM splits
+ * large products over it with nnrt_parallel_for.
  *
  * [0, n) is cut into t = min(threads, n) contiguous chunks whose sizes differ
  * by at most one (the first n % t are one longer), so a given thread count
- * always gives the same chunks. The caller runs chunk 0, then it and t - 1
- * workers claim the others under the pool's mutex until none is left; which
- * thread runs which of those varies, the chunks do not. Workers are created
- * by the first call that needs them; between calls they spin a little (a
- * back-to-back call then costs no wake-up) and then sleep on a condition
- * variable. A call made while a body runs, on any thread, runs serially in
+ * always gives the same chunks (nnrt_parallel_for_grain picks the number of
+ * chunks from the work instead, up to 4 a thread). The caller runs chunk 0,
+ * then it and up to t - 1 workers claim the others under the pool's mutex
+ * until none is left; which thread runs which of those varies, the chunks do
+ * not. Workers are created by the first call that needs them; between calls
+ * they spin a little (a back-to-back call then costs no wake-up) and then
+ * sleep on a condition variable. A call made while a body runs, on any thread, runs serially in
  * the calling thread; calls from several threads at once take turns.
  */
 #include <pthread.h>
@@ -23,7 +25,7 @@
 /* SPIN: pause instructions a worker executes before it sleeps, under 0.1 ms
  * on a Zen 4; long enough to bridge the gaps between the kernels of one
  * training step, short enough to leave an idle machine idle */
-enum { MAX_THREADS = 256, SPIN = 2000 };
+enum { MAX_THREADS = 256, SPIN = 2000, GRAIN_SPLIT = 4 };
 
 typedef void Body(void *ctx, int64_t begin, int64_t end);
 
@@ -154,14 +156,10 @@ static void start_workers(int want)
 	}
 }
 
-void nnrt_parallel_for(int64_t n, void (*body)(void *ctx, int64_t begin, int64_t end), void *ctx)
+/* body over [0, n) in chunks (1 <= chunks <= n) on up to t threads */
+static void run(int64_t n, int chunks, int t, Body *body, void *ctx)
 {
-	if (n <= 0)
-		return;
-	int t = nnrt_pool_threads();
-	if (t > n)
-		t = (int)n;
-	if (t <= 1 || inside) {
+	if (chunks <= 1 || t <= 1 || inside) {
 		body(ctx, 0, n);
 		return;
 	}
@@ -171,7 +169,7 @@ void nnrt_parallel_for(int64_t n, void (*body)(void *ctx, int64_t begin, int64_t
 	pool.body = body;
 	pool.ctx = ctx;
 	pool.n = n;
-	pool.chunks = t;
+	pool.chunks = chunks;
 	pool.next = 1;			/* chunk 0 is the caller's */
 	pool.finished = pool.joined = 0;
 	pool.helpers = t - 1;
@@ -183,7 +181,7 @@ void nnrt_parallel_for(int64_t n, void (*body)(void *ctx, int64_t begin, int64_t
 	if (sleeping)
 		pthread_cond_broadcast(&pool.wake);
 	inside = 1;
-	body(ctx, 0, chunk_begin(n, t, 1));
+	body(ctx, 0, chunk_begin(n, chunks, 1));
 	pthread_mutex_lock(&pool.mu);
 	pool.finished++;
 	run_chunks(gen);
@@ -192,4 +190,31 @@ void nnrt_parallel_for(int64_t n, void (*body)(void *ctx, int64_t begin, int64_t
 	inside = 0;
 	pthread_mutex_unlock(&pool.mu);
 	pthread_mutex_unlock(&pool.turn);
+}
+
+void nnrt_parallel_for(int64_t n, void (*body)(void *ctx, int64_t begin, int64_t end), void *ctx)
+{
+	if (n <= 0)
+		return;
+	int t = nnrt_pool_threads();
+	if (t > n)
+		t = (int)n;
+	run(n, t, t, body, ctx);
+}
+
+void nnrt_parallel_for_grain(int64_t n, int64_t work, void (*body)(void *ctx, int64_t begin, int64_t end), void *ctx)
+{
+	if (n <= 0)
+		return;
+	if (work < 1)
+		work = 1;
+	/* at most one chunk per NNRT_GRAIN of work and per iteration; up to
+	 * GRAIN_SPLIT chunks a thread, so that when a worker is late (the machine
+	 * is busy), the others take its share instead of waiting for it */
+	int64_t most = work >= NNRT_GRAIN ? n : n / ((NNRT_GRAIN + work - 1) / work);
+	int t = nnrt_pool_threads();
+	int64_t chunks = most < (int64_t)t * GRAIN_SPLIT ? most : (int64_t)t * GRAIN_SPLIT;
+	if (chunks < 1)
+		chunks = 1;
+	run(n, (int)chunks, chunks < t ? (int)chunks : t, body, ctx);
 }

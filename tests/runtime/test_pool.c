@@ -4,7 +4,8 @@
  * sizes within one, the first n % t longer); the caller runs chunk 0; a call
  * made inside a body runs serially on that thread; thread counts set later
  * take effect; callers on several threads at once each get their whole
- * range; idle workers sleep instead of spinning.
+ * range; idle workers sleep instead of spinning; nnrt_parallel_for_grain
+ * makes chunks of at least a grain of work.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -104,6 +105,44 @@ static void test_every_index_once(void **state)
 	for (int t = 1; t <= 8; t++)
 		for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
 			check_call(sizes[s], t);
+	nnrt_pool_set_threads(0);
+}
+
+/* nnrt_parallel_for_grain: every index once; chunks of at least NNRT_GRAIN
+ * work, so a loop with less than two grains of work runs in one piece on the
+ * calling thread, and a large one on every thread */
+static void check_grain(int64_t n, int64_t work, int t, int want)
+{
+	Record r;
+	record_init(&r, n);
+	nnrt_pool_set_threads(t);
+	nnrt_parallel_for_grain(n, work, visit, &r);
+	for (int64_t i = 0; i < n; i++)
+		assert_int_equal(atomic_load(&r.visits[i]), 1);
+	if (r.nchunks != want)
+		fail_msg("n=%lld work=%lld t=%d: %d chunks, want %d", (long long)n, (long long)work, t, r.nchunks, want);
+	if (want == 1)
+		assert_true(pthread_equal(r.thread[0], pthread_self()));
+	record_free(&r);
+}
+
+static void test_grain(void **state)
+{
+	(void)state;
+	check_grain(1000, 1, 4, 1);				/* 1000 operations: inline */
+	check_grain(100, NNRT_GRAIN / 64, 4, 1);		/* 1.6 grains */
+	check_grain(100, NNRT_GRAIN / 25, 4, 3);		/* 26 iterations a grain: 3 chunks */
+	check_grain(100, NNRT_GRAIN / 40, 4, 2);		/* 41 iterations a grain: 2 chunks */
+	check_grain(100000, NNRT_GRAIN / 16, 4, 16);		/* up to 4 chunks a thread */
+	check_grain(3, (int64_t)NNRT_GRAIN * 100, 8, 3);	/* never more chunks than iterations */
+	check_grain(10, 0, 4, 1);				/* no estimate: as 1 */
+	Record r;
+	record_init(&r, 1);
+	check_grain(1, 1, 1, 1);
+	nnrt_parallel_for_grain(0, 100, visit, &r);
+	nnrt_parallel_for_grain(-1, 100, visit, &r);
+	assert_int_equal(r.nchunks, 0);
+	record_free(&r);
 	nnrt_pool_set_threads(0);
 }
 
@@ -279,6 +318,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_index_once),
 		cmocka_unit_test(test_empty_range),
+		cmocka_unit_test(test_grain),
 		cmocka_unit_test(test_nested_calls_run_serially),
 		cmocka_unit_test(test_set_threads_takes_effect),
 		cmocka_unit_test(test_concurrent_callers),
