@@ -81,6 +81,9 @@ struct IrNode {
 	const char *layer;	/* the layer the node belongs to: "conv1", "bottleneck2.bn1" */
 	SrcLoc loc;		/* what the user wrote that made the node */
 	int group;		/* passes/fuse.c: > 0 when lowered in one loop nest with the nodes of the same group */
+	int cgroup;		/* passes/fuse.c: > 0 (its first member's id + 1) in a channel group of batchnorm kernels */
+	int host;		/* passes/fuse.c: run by the kernel of node host - 1 (an update, by its gradient's) */
+	int tail;		/* passes/fuse.c: a batch_sum or channel_sum summed in the loop of node tail - 1 */
 };
 
 typedef struct IrGraph {

@@ -6,9 +6,11 @@
  * Reads the shaped inference and training graphs of one model; writes one
  * loop module with three functions: forward (inference outputs), eval
  * (inference loss and outputs) and train_step (training forward, backward,
- * updates; returns the loss). Parameters and persistent state are buffers
- * shared by name between the functions; every other value gets a buffer of
- * its own per function (memory planning comes later).
+ * updates; returns the loss), or instead of train_step in forward-only
+ * modules, prepare (values computed from the weights alone, once: see the
+ * end of the file). Parameters and persistent state are buffers shared by
+ * name between the functions; every other value gets a buffer of its own per
+ * function (memory planning comes later).
  *
  * Layout: a batched value of per-sample shape [d0, d1, ...] is row-major
  * [n, d0, d1, ...]; unbatched values (parameters, gradients, losses) are
@@ -30,10 +32,23 @@ typedef struct Lower {
 	LoopVar **local;	/* by node id: a fused group member's value in the group's loop */
 	const bool *need, *stores;	/* by node id: lowered in this function; stored by its group */
 	const int *last;	/* by group: its last needed member */
+	/* forward-only modules: by node id of the inference graph, values computed from the
+	 * weights alone, once, by the prepare function (kept: those the other functions
+	 * read, in buffers of their own); NULL otherwise */
+	const bool *weight_only, *kept;
+	bool prepare;		/* lowering the prepare function */
+	/* the optimizer's scalars for this step (see opt_scalars), set before the first kernel */
+	LoopVar *opt_lr, *opt_step, *opt_root, *opt_decay;
 } Lower;
 
 static void conv_epilogue(Lower *l, const IrNode *n, LoopVar *s);
+static void host_pools(Lower *l, const IrNode *conv, LoopVar *s);
+static void host_updates(Lower *l, const IrNode *host, LoopVar *i);
 static void group_body(Lower *l, int grp, int last, LoopVar *i);
+static LoopBuf *kept_buf(Lower *l, const IrNode *n);
+static void hoist_weight_only(Lower *l, const IrGraph *g);
+static bool lower_prepare(Lower *l, const IrGraph *g);
+static LoopExpr *f_rsqrt(Lower *l, const IrNode *n, LoopExpr **x);
 
 /* heads whose group runs inside their own loops, reading their value from memory */
 static bool epilogue_head(const IrNode *n)
@@ -108,6 +123,8 @@ static LoopBuf *lower_buf(Lower *l, const IrNode *n)
 {
 	if (l->buf[n->id])
 		return l->buf[n->id];
+	if (l->kept && l->g->nodes[n->id] == n && l->kept[n->id])
+		return l->buf[n->id] = kept_buf(l, n);
 	LoopBuf *b;
 	switch (n->op) {
 	case IR_PARAM:
@@ -374,18 +391,21 @@ static void lower_dense_dw(Lower *l, const IrNode *n)
 	gemm(l, 1, 0, I(l, u), I(l, k), loop_n(l->fn), g, u, x, k, 0, n, k);
 }
 
-/* out[j] = sum over the batch of g[i, j], row by row so reads are contiguous */
+/* out[j] = sum over the batch of g[i, j] in float, in batch order; a column per
+ * iteration, so each output element has one writer (and fused updates their element) */
 static void lower_batch_sum(Lower *l, const IrNode *n)
 {
 	const IrNode *g = n->in[0];
 	int64_t e = elems(n);
+
 	LoopVar *j = loop_for_n(l->fn, e);
-	st(l, n, V(l, j), F(l, 0));
-	loop_end(l->fn);
+	loop_parallel(l->fn);
+	LoopVar *acc = loop_local(l->fn, LT_F32, F(l, 0));
 	LoopVar *i = loop_for(l->fn, I(l, 0), loop_n(l->fn));
-	j = loop_for_n(l->fn, e);
-	st(l, n, V(l, j), add(l, ld(l, n, V(l, j)), ld(l, g, add(l, mul(l, V(l, i), I(l, e)), V(l, j)))));
+	loop_set(l->fn, acc, add(l, V(l, acc), ld(l, g, add(l, mul(l, V(l, i), I(l, e)), V(l, j)))));
 	loop_end(l->fn);
+	st(l, n, V(l, j), V(l, acc));
+	host_updates(l, n, j);
 	loop_end(l->fn);
 }
 
@@ -474,52 +494,73 @@ static void lower_softmax_bwd(Lower *l, const IrNode *n)
 
 /* cross entropy with class labels: mean over samples of lse(x) - x[y];
  * with probabilities t: mean over samples of -sum t * log_softmax(x) */
-static void lower_cross_entropy(Lower *l, const IrNode *n)
+/* one row's term of cross_entropy n: acc += lse - x[label] (or sum t (lse - x)) */
+static void ce_row(Lower *l, const IrNode *n, const Axis *a, LoopVar *mx, LoopVar *sum, LoopVar *acc)
 {
 	const IrNode *x = n->in[0], *t = n->in[1];
-	bool labels = t->dtype == DT_I64;
-	LoopVar *acc = loop_local(l->fn, LT_F64, loop_f64(l->fn, 0));
-	Axis a = axis_open(l, x, false);	/* acc sums over the samples */
-	LoopVar *mx, *sum;
-	axis_lse(l, &a, x, &mx, &sum);
 	LoopExpr *lse = add(l, V(l, mx), un(l, LO_LOG, V(l, sum)));
-	if (labels) {
-		LoopExpr *xy = ld(l, x, axis_idx(l, &a, ld(l, t, V(l, a.s))));
+	if (t->dtype == DT_I64) {
+		LoopExpr *xy = ld(l, x, axis_idx(l, a, ld(l, t, V(l, a->s))));
 		loop_set(l->fn, acc, add(l, V(l, acc), sub(l, lse, xy)));
 	} else {
-		LoopVar *c = loop_for_n(l->fn, a.c);
-		LoopExpr *at = axis_idx(l, &a, V(l, c));
+		LoopVar *c = loop_for_n(l->fn, a->c);
+		LoopExpr *at = axis_idx(l, a, V(l, c));
 		loop_set(l->fn, acc, add(l, V(l, acc), mul(l, ld(l, t, at), sub(l, lse, ld(l, x, at)))));
 		loop_end(l->fn);
 	}
+}
+
+/* one row of cross_entropy_bwd n: d/dx = g/n (softmax(x) * sum(t) - t), sum(t) = 1 for a one-hot label */
+static void ce_bwd_row(Lower *l, const IrNode *n, const Axis *a, LoopVar *mx, LoopVar *sum)
+{
+	const IrNode *g = n->in[0], *x = n->in[1], *t = n->in[2];
+	bool labels = t->dtype == DT_I64;
+	LoopVar *tsum = NULL;
+	if (!labels) {
+		tsum = loop_local(l->fn, LT_F32, F(l, 0));
+		LoopVar *c = loop_for_n(l->fn, a->c);
+		loop_set(l->fn, tsum, add(l, V(l, tsum), ld(l, t, axis_idx(l, a, V(l, c)))));
+		loop_end(l->fn);
+	}
+	LoopExpr *scale = dvd(l, scalar(l, g), loop_cvt(l->fn, LT_F32, loop_n(l->fn)));
+	LoopVar *c = loop_for_n(l->fn, a->c);
+	LoopExpr *at = axis_idx(l, a, V(l, c));
+	LoopExpr *p = dvd(l, un(l, LO_EXP, sub(l, ld(l, x, at), V(l, mx))), V(l, sum));
+	LoopExpr *d = labels ? sub(l, p, sel(l, loop_bin(l->fn, LO_EQ, V(l, c), ld(l, t, V(l, a->s))), F(l, 1), F(l, 0)))
+			     : sub(l, mul(l, p, V(l, tsum)), ld(l, t, at));
+	st(l, n, at, mul(l, d, scale));
+	loop_end(l->fn);
+}
+
+static void lower_cross_entropy(Lower *l, const IrNode *n)
+{
+	LoopVar *acc = loop_local(l->fn, LT_F64, loop_f64(l->fn, 0));
+	Axis a = axis_open(l, n->in[0], false);	/* acc sums over the samples */
+	LoopVar *mx, *sum;
+	axis_lse(l, &a, n->in[0], &mx, &sum);
+	ce_row(l, n, &a, mx, sum, acc);
 	axis_close(l);
 	st(l, n, I(l, 0), dvd(l, V(l, acc), loop_cvt(l->fn, LT_F64, loop_n(l->fn))));
 }
 
-/* d/dx = g/n (softmax(x) * sum(t) - t), sum(t) = 1 for a one-hot label */
+/* with the loss it is the gradient of, when passes/fuse.c put both in one kernel
+ * (ce->host): one log-sum-exp per row serves both, rows in order for the loss's sum */
 static void lower_cross_entropy_bwd(Lower *l, const IrNode *n)
 {
-	const IrNode *g = n->in[0], *x = n->in[1], *t = n->in[2];
-	bool labels = t->dtype == DT_I64;
-	LoopExpr *scale = dvd(l, scalar(l, g), loop_cvt(l->fn, LT_F32, loop_n(l->fn)));
-	Axis a = axis_open(l, x, true);
+	const IrNode *ce = NULL;
+	for (int i = 0; i < n->id; i++)
+		if (l->g->nodes[i]->op == IR_CROSS_ENTROPY && l->g->nodes[i]->host == n->id + 1 && l->need[i])
+			ce = l->g->nodes[i];
+	LoopVar *acc = ce ? loop_local(l->fn, LT_F64, loop_f64(l->fn, 0)) : NULL;
+	Axis a = axis_open(l, n->in[1], !ce);
 	LoopVar *mx, *sum;
-	axis_lse(l, &a, x, &mx, &sum);
-	LoopVar *tsum = NULL;
-	if (!labels) {
-		tsum = loop_local(l->fn, LT_F32, F(l, 0));
-		LoopVar *c = loop_for_n(l->fn, a.c);
-		loop_set(l->fn, tsum, add(l, V(l, tsum), ld(l, t, axis_idx(l, &a, V(l, c)))));
-		loop_end(l->fn);
-	}
-	LoopVar *c = loop_for_n(l->fn, a.c);
-	LoopExpr *at = axis_idx(l, &a, V(l, c));
-	LoopExpr *p = dvd(l, un(l, LO_EXP, sub(l, ld(l, x, at), V(l, mx))), V(l, sum));
-	LoopExpr *d = labels ? sub(l, p, sel(l, loop_bin(l->fn, LO_EQ, V(l, c), ld(l, t, V(l, a.s))), F(l, 1), F(l, 0)))
-			     : sub(l, mul(l, p, V(l, tsum)), ld(l, t, at));
-	st(l, n, at, mul(l, d, scale));
-	loop_end(l->fn);
+	axis_lse(l, &a, n->in[1], &mx, &sum);
+	if (ce)
+		ce_row(l, ce, &a, mx, sum, acc);
+	ce_bwd_row(l, n, &a, mx, sum);
 	axis_close(l);
+	if (ce)
+		st(l, ce, I(l, 0), dvd(l, V(l, acc), loop_cvt(l->fn, LT_F64, loop_n(l->fn))));
 }
 
 typedef enum { R_BCE, R_SQ, R_ABS } Residual;
@@ -590,13 +631,38 @@ static void lower_reduce_scalar(Lower *l, const IrNode *n)
 
 static LoopExpr *f64(Lower *l, double v) { return loop_f64(l->fn, v); }
 
+/*
+ * Each update is a body for one element i, run either by a loop of its own
+ * or, fused (passes/fuse.c, n->host), by the kernel that computes the
+ * gradient, right after that kernel has the gradient's element i. The
+ * scalars that depend only on the step (the learning rate, Adam's bias
+ * corrections) are computed once per train_step, before its first kernel.
+ */
+static bool is_step_update(const IrNode *n)
+{
+	return n->op == IR_SGD_STEP || n->op == IR_ADAGRAD_STEP || n->op == IR_RMSPROP_STEP || n->op == IR_ADAM_STEP;
+}
+
+/* the scalars of u's optimizer, as locals at the current (top) level of the function */
+static void opt_scalars(Lower *l, const IrNode *u)
+{
+	if (u->op != IR_ADAM_STEP) {
+		l->opt_lr = loop_local(l->fn, LT_F32, loop_ctx(l->fn, LC_LR));
+		return;
+	}
+	LoopExpr *t = loop_ctx(l->fn, LC_STEP);
+	LoopExpr *bc1 = sub(l, f64(l, 1), loop_bin(l->fn, LO_POW, f64(l, u->a.beta1), t));
+	LoopExpr *bc2 = sub(l, f64(l, 1), loop_bin(l->fn, LO_POW, f64(l, u->a.beta2), loop_ctx(l->fn, LC_STEP)));
+	l->opt_step = loop_local(l->fn, LT_F32, dvd(l, loop_ctx(l->fn, LC_LR), bc1));
+	l->opt_root = loop_local(l->fn, LT_F32, un(l, LO_SQRT, bc2));
+	if (u->a.wd > 0)
+		l->opt_decay = loop_local(l->fn, LT_F32, sub(l, f64(l, 1), mul(l, loop_ctx(l->fn, LC_LR), f64(l, u->a.wd))));
+}
+
 /* p -= lr d; d = g, or with momentum buf = mu buf + g and d = buf (nesterov: g + mu buf) */
-static void lower_sgd(Lower *l, const IrNode *n)
+static void sgd_body(Lower *l, const IrNode *n, LoopVar *i)
 {
 	const IrNode *p = n->in[0], *g = n->in[1], *buf = n->nin > 2 ? n->in[2] : NULL;
-	LoopVar *lr = loop_local(l->fn, LT_F32, loop_ctx(l->fn, LC_LR));
-	LoopVar *i = loop_for(l->fn, I(l, 0), I(l, elems(p)));
-	loop_parallel(l->fn);
 	LoopExpr *d = ld(l, g, V(l, i));
 	if (buf) {
 		LoopExpr *b = add(l, mul(l, ld(l, buf, V(l, i)), F(l, n->a.momentum)), d);
@@ -604,65 +670,77 @@ static void lower_sgd(Lower *l, const IrNode *n)
 		b = ld(l, buf, V(l, i));
 		d = n->a.nesterov ? add(l, ld(l, g, V(l, i)), mul(l, b, F(l, n->a.momentum))) : b;
 	}
-	st(l, p, V(l, i), sub(l, ld(l, p, V(l, i)), mul(l, V(l, lr), d)));
-	loop_end(l->fn);
+	st(l, p, V(l, i), sub(l, ld(l, p, V(l, i)), mul(l, V(l, l->opt_lr), d)));
 }
 
 /* sum += g^2; p -= lr g / (sqrt(sum) + eps) */
-static void lower_adagrad(Lower *l, const IrNode *n)
+static void adagrad_body(Lower *l, const IrNode *n, LoopVar *i)
 {
 	const IrNode *p = n->in[0], *g = n->in[1], *s = n->in[2];
-	LoopVar *lr = loop_local(l->fn, LT_F32, loop_ctx(l->fn, LC_LR));
-	LoopVar *i = loop_for(l->fn, I(l, 0), I(l, elems(p)));
-	loop_parallel(l->fn);
 	LoopExpr *gi = ld(l, g, V(l, i));
 	st(l, s, V(l, i), add(l, ld(l, s, V(l, i)), mul(l, gi, gi)));
 	LoopExpr *std = add(l, un(l, LO_SQRT, ld(l, s, V(l, i))), F(l, n->a.eps));
-	st(l, p, V(l, i), sub(l, ld(l, p, V(l, i)), mul(l, V(l, lr), dvd(l, gi, std))));
-	loop_end(l->fn);
+	st(l, p, V(l, i), sub(l, ld(l, p, V(l, i)), mul(l, V(l, l->opt_lr), dvd(l, ld(l, g, V(l, i)), std))));
 }
 
 /* sq = alpha sq + (1 - alpha) g^2; avg = sqrt(sq) + eps; p -= lr g / avg
  * (with momentum: buf = mu buf + g / avg; p -= lr buf) */
-static void lower_rmsprop(Lower *l, const IrNode *n)
+static void rmsprop_body(Lower *l, const IrNode *n, LoopVar *i)
 {
 	const IrNode *p = n->in[0], *g = n->in[1], *sq = n->in[2], *buf = n->nin > 3 ? n->in[3] : NULL;
-	LoopVar *lr = loop_local(l->fn, LT_F32, loop_ctx(l->fn, LC_LR));
-	LoopVar *i = loop_for(l->fn, I(l, 0), I(l, elems(p)));
-	loop_parallel(l->fn);
 	LoopExpr *gi = ld(l, g, V(l, i));
-	st(l, sq, V(l, i), add(l, mul(l, ld(l, sq, V(l, i)), F(l, n->a.alpha)), mul(l, mul(l, gi, gi), F(l, 1 - n->a.alpha))));
+	st(l, sq, V(l, i), add(l, mul(l, ld(l, sq, V(l, i)), F(l, n->a.alpha)), mul(l, mul(l, gi, ld(l, g, V(l, i))), F(l, 1 - n->a.alpha))));
 	LoopExpr *avg = add(l, un(l, LO_SQRT, ld(l, sq, V(l, i))), F(l, n->a.eps));
-	LoopExpr *d = dvd(l, gi, avg);
+	LoopExpr *d = dvd(l, ld(l, g, V(l, i)), avg);
 	if (buf) {
 		st(l, buf, V(l, i), add(l, mul(l, ld(l, buf, V(l, i)), F(l, n->a.momentum)), d));
 		d = ld(l, buf, V(l, i));
 	}
-	st(l, p, V(l, i), sub(l, ld(l, p, V(l, i)), mul(l, V(l, lr), d)));
-	loop_end(l->fn);
+	st(l, p, V(l, i), sub(l, ld(l, p, V(l, i)), mul(l, V(l, l->opt_lr), d)));
 }
 
 /* adam(w): p *= 1 - lr wd; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
  * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
-static void lower_adam(Lower *l, const IrNode *n)
+static void adam_body(Lower *l, const IrNode *n, LoopVar *i)
 {
 	const IrNode *p = n->in[0], *g = n->in[1], *m = n->in[2], *v = n->in[3];
-	LoopExpr *t = loop_ctx(l->fn, LC_STEP), *lr = loop_ctx(l->fn, LC_LR);
-	LoopExpr *bc1 = sub(l, f64(l, 1), loop_bin(l->fn, LO_POW, f64(l, n->a.beta1), t));
-	LoopExpr *bc2 = sub(l, f64(l, 1), loop_bin(l->fn, LO_POW, f64(l, n->a.beta2), t));
-	LoopVar *step = loop_local(l->fn, LT_F32, dvd(l, lr, bc1));
-	LoopVar *root = loop_local(l->fn, LT_F32, un(l, LO_SQRT, bc2));
-	LoopVar *decay = n->a.wd > 0 ? loop_local(l->fn, LT_F32, sub(l, f64(l, 1), mul(l, lr, f64(l, n->a.wd)))) : NULL;
-	LoopVar *i = loop_for(l->fn, I(l, 0), I(l, elems(p)));
-	loop_parallel(l->fn);
 	LoopExpr *gi = ld(l, g, V(l, i));
 	if (n->a.wd > 0)
-		st(l, p, V(l, i), mul(l, ld(l, p, V(l, i)), V(l, decay)));
+		st(l, p, V(l, i), mul(l, ld(l, p, V(l, i)), V(l, l->opt_decay)));
 	st(l, m, V(l, i), add(l, mul(l, ld(l, m, V(l, i)), F(l, n->a.beta1)), mul(l, gi, F(l, 1 - n->a.beta1))));
-	st(l, v, V(l, i), add(l, mul(l, ld(l, v, V(l, i)), F(l, n->a.beta2)), mul(l, mul(l, gi, gi), F(l, 1 - n->a.beta2))));
-	LoopExpr *den = add(l, dvd(l, un(l, LO_SQRT, ld(l, v, V(l, i))), V(l, root)), F(l, n->a.eps));
-	st(l, p, V(l, i), sub(l, ld(l, p, V(l, i)), mul(l, V(l, step), dvd(l, ld(l, m, V(l, i)), den))));
+	LoopExpr *g2 = ld(l, g, V(l, i));
+	st(l, v, V(l, i), add(l, mul(l, ld(l, v, V(l, i)), F(l, n->a.beta2)), mul(l, mul(l, g2, ld(l, g, V(l, i))), F(l, 1 - n->a.beta2))));
+	LoopExpr *den = add(l, dvd(l, un(l, LO_SQRT, ld(l, v, V(l, i))), V(l, l->opt_root)), F(l, n->a.eps));
+	st(l, p, V(l, i), sub(l, ld(l, p, V(l, i)), mul(l, V(l, l->opt_step), dvd(l, ld(l, m, V(l, i)), den))));
+}
+
+static void update_body(Lower *l, const IrNode *n, LoopVar *i)
+{
+	switch (n->op) {
+	case IR_SGD_STEP: sgd_body(l, n, i); break;
+	case IR_ADAGRAD_STEP: adagrad_body(l, n, i); break;
+	case IR_RMSPROP_STEP: rmsprop_body(l, n, i); break;
+	default: adam_body(l, n, i); break;
+	}
+}
+
+/* an update in a loop of its own */
+static void lower_update(Lower *l, const IrNode *n)
+{
+	LoopVar *i = loop_for(l->fn, I(l, 0), I(l, elems(n->in[0])));
+	loop_parallel(l->fn);
+	update_body(l, n, i);
 	loop_end(l->fn);
+}
+
+/* the updates fused into the kernel of host (their gradient), for its element i */
+static void host_updates(Lower *l, const IrNode *host, LoopVar *i)
+{
+	for (int k = host->id + 1; k < l->g->nnodes; k++) {
+		const IrNode *u = l->g->nodes[k];
+		if (u->host == host->id + 1 && l->need[k] && is_step_update(u))
+			update_body(l, u, i);
+	}
 }
 
 /* ---- convolution: gather (conv2d), scatter (conv_transpose2d), weight gradient ---- */
@@ -685,6 +763,8 @@ static void lower_adam(Lower *l, const IrNode *n)
  * itself is the column matrix. The scratch columns are one buffer shared by
  * the samples, so those sample loops are not parallel.
  */
+enum { CONV_SLOTS = 4 };	/* a power of two: see sample_open */
+
 typedef struct ConvGeom {
 	int64_t big_c, big_h, big_w, small_c, small_h, small_w;
 	int64_t kh, kw, sh, sw, dh, dw, ph, pw, groups;
@@ -770,35 +850,37 @@ static void patches_close(Lower *l)
 }
 
 /* col = the patches of big[s]; taps outside the image read 0 */
-static void im2col(Lower *l, const ConvGeom *g, LoopVar *s, LoopBuf *col, LoopBuf *big)
+static void im2col(Lower *l, const ConvGeom *g, LoopVar *s, LoopBuf *col, LoopExpr *col_at, LoopBuf *big)
 {
 	if (conv_clips(g)) {
-		LoopVar *i = loop_for_n(l->fn, col->elems);
+		LoopVar *i = loop_for_n(l->fn, col->elems / CONV_SLOTS);
 		loop_parallel(l->fn);
-		loop_store(l->fn, col, V(l, i), F(l, 0));
+		loop_store(l->fn, col, add(l, col_at, V(l, i)), F(l, 0));
 		loop_end(l->fn);
 	}
 	LoopExpr *ci, *bi;
 	patches_open(l, g, s, &ci, &bi);
-	loop_store(l->fn, col, ci, loop_load(l->fn, big, bi));
+	loop_store(l->fn, col, add(l, col_at, ci), loop_load(l->fn, big, bi));
 	patches_close(l);
 }
 
 /* the adjoint of im2col: big[s] += every column element at its position; taps outside are dropped */
-static void col2im(Lower *l, const ConvGeom *g, LoopVar *s, LoopBuf *col, LoopBuf *big)
+static void col2im(Lower *l, const ConvGeom *g, LoopVar *s, LoopBuf *col, LoopExpr *col_at, LoopBuf *big)
 {
 	LoopExpr *ci, *bi;
 	patches_open(l, g, s, &ci, &bi);
-	loop_store(l->fn, big, bi, add(l, loop_load(l->fn, big, bi), loop_load(l->fn, col, ci)));
+	loop_store(l->fn, big, bi, add(l, loop_load(l->fn, big, bi), loop_load(l->fn, col, add(l, col_at, ci))));
 	patches_close(l);
 }
 
-/* a per-call column matrix, shared by the samples */
+/* the column matrices of one call, one per slot */
+static int64_t col_elems(const ConvGeom *g) { return g->groups * group_k(g) * small_hw(g); }
+
 static LoopBuf *col_scratch(Lower *l, const IrNode *n, const ConvGeom *g)
 {
 	const char *name = arena_printf(l->m->arena, "%s %s columns %%%d", l->fn->name,
 					n->layer ? n->layer : ir_op_name(n->op), n->id);
-	return loop_new_buf(l->m, name, LT_F32, g->groups * group_k(g) * small_hw(g), false, LB_TEMP);
+	return loop_new_buf(l->m, name, LT_F32, CONV_SLOTS * col_elems(g), false, LB_TEMP);
 }
 
 /* out[s, f, :] = bias[f], or 0 without a bias */
@@ -836,13 +918,39 @@ static void group_close(Lower *l, LoopVar *gi)
 		loop_end(l->fn);
 }
 
-/* the sample loop; parallel only when no scratch columns are shared */
-static LoopVar *sample_open(Lower *l, bool parallel)
+/*
+ * The samples of a convolution. Without scratch (a direct 1x1 GEMM) each
+ * sample is one parallel iteration. Scratch columns, and conv_dw's sum over
+ * the samples, are per slot: slot t takes samples t, t + CONV_SLOTS, ... in
+ * order, the slot loop is the parallel one. Which thread runs a slot changes
+ * nothing, so results are the same for every thread count; CONV_SLOTS bounds
+ * how many threads a convolution keeps busy and costs as many column matrices.
+ */
+static LoopVar *sample_open(Lower *l, bool slotted, LoopVar **slot)
 {
-	LoopVar *s = loop_for(l->fn, I(l, 0), loop_n(l->fn));
-	if (parallel)
+	*slot = NULL;
+	if (!slotted) {
+		LoopVar *s = loop_for(l->fn, I(l, 0), loop_n(l->fn));
 		loop_parallel(l->fn);
-	return s;
+		return s;
+	}
+	*slot = loop_for_n(l->fn, CONV_SLOTS);
+	loop_parallel(l->fn);
+	LoopVar *q = loop_for(l->fn, I(l, 0), ceil_div(l, sub(l, loop_n(l->fn), V(l, *slot)), CONV_SLOTS));
+	return loop_local(l->fn, LT_I64, add(l, mul(l, V(l, q), I(l, CONV_SLOTS)), V(l, *slot)));
+}
+
+static void sample_close(Lower *l, LoopVar *slot)
+{
+	loop_end(l->fn);
+	if (slot)
+		loop_end(l->fn);
+}
+
+/* slot t's first element in a buffer of CONV_SLOTS blocks of `block` elements */
+static LoopExpr *slot_at(Lower *l, LoopVar *slot, int64_t block)
+{
+	return slot ? mul(l, V(l, slot), I(l, block)) : I(l, 0);
 }
 
 /* conv2d: y[s] = w . im2col(x[s]) per group, plus bias (filled in first, GEMM adds) */
@@ -853,13 +961,13 @@ static bool lower_conv_gather(Lower *l, const IrNode *n)
 	bool direct = conv_direct(&g);
 	int64_t sg = g.small_c / g.groups, k = group_k(&g), hw = small_hw(&g);
 	LoopBuf *col = direct ? lower_buf(l, x) : col_scratch(l, n, &g);
-	LoopVar *s = sample_open(l, direct);
+	LoopVar *slot, *s = sample_open(l, !direct, &slot);
 	if (!direct)
-		im2col(l, &g, s, col, lower_buf(l, x));
+		im2col(l, &g, s, col, slot_at(l, slot, col_elems(&g)), lower_buf(l, x));
 	if (b)
 		fill_sample(l, n, s, b);
 	LoopVar *gi = group_open(l, &g);
-	LoopExpr *base = direct ? mul(l, V(l, s), I(l, g.big_c * hw)) : I(l, 0);
+	LoopExpr *base = direct ? mul(l, V(l, s), I(l, g.big_c * hw)) : slot_at(l, slot, col_elems(&g));
 	LoopGemm m = { .m = I(l, sg), .n = I(l, hw), .k = I(l, k), .alpha = 1, .beta = b ? 1 : 0,
 		       .a = lower_buf(l, w), .aoff = group_at(l, gi, sg * k), .lda = I(l, k),
 		       .b = col, .boff = add(l, base, group_at(l, gi, k * hw)), .ldb = I(l, hw),
@@ -869,7 +977,8 @@ static bool lower_conv_gather(Lower *l, const IrNode *n)
 	group_close(l, gi);
 	if (n->group)
 		conv_epilogue(l, n, s);
-	loop_end(l->fn);
+	host_pools(l, n, s);
+	sample_close(l, slot);
 	return true;
 }
 
@@ -882,11 +991,11 @@ static bool lower_conv_scatter(Lower *l, const IrNode *n)
 	bool direct = conv_direct(&g);
 	int64_t sg = g.small_c / g.groups, k = group_k(&g), hw = small_hw(&g);
 	LoopBuf *col = direct ? lower_buf(l, n) : col_scratch(l, n, &g);
-	LoopVar *s = sample_open(l, direct);
+	LoopVar *slot, *s = sample_open(l, !direct, &slot);
 	if (b || !direct)
 		fill_sample(l, n, s, b);
 	LoopVar *gi = group_open(l, &g);
-	LoopExpr *base = direct ? mul(l, V(l, s), I(l, g.big_c * hw)) : I(l, 0);
+	LoopExpr *base = direct ? mul(l, V(l, s), I(l, g.big_c * hw)) : slot_at(l, slot, col_elems(&g));
 	LoopGemm m = { .ta = 1, .m = I(l, k), .n = I(l, hw), .k = I(l, sg), .alpha = 1, .beta = direct && b ? 1 : 0,
 		       .a = lower_buf(l, w), .aoff = group_at(l, gi, sg * k), .lda = I(l, k),
 		       .b = lower_buf(l, x), .ldb = I(l, hw),
@@ -895,40 +1004,154 @@ static bool lower_conv_scatter(Lower *l, const IrNode *n)
 	loop_gemm(l->fn, &m);
 	group_close(l, gi);
 	if (!direct)
-		col2im(l, &g, s, col, lower_buf(l, n));
+		col2im(l, &g, s, col, slot_at(l, slot, col_elems(&g)), lower_buf(l, n));
 	if (n->group)
 		conv_epilogue(l, n, s);
-	loop_end(l->fn);
+	sample_close(l, slot);
 	return true;
 }
 
-/* conv_dw: dw = sum over samples of small[s] . im2col(big[s])^T per group;
- * zeroed first, then every sample's GEMM adds (so the sample loop is serial) */
+/* conv_dw: dw = sum over samples of small[s] . im2col(big[s])^T per group. Each
+ * slot sums its samples into its own partial dw (zeroed first, every GEMM adds);
+ * then dw = the partial sums added pairwise in slot order. */
 static bool lower_conv_dw(Lower *l, const IrNode *n)
 {
 	const IrNode *small = n->in[0], *big = n->in[1];
 	ConvGeom g = conv_geom(n, small, big);
 	bool direct = conv_direct(&g);
-	int64_t sg = g.small_c / g.groups, k = group_k(&g), hw = small_hw(&g);
+	int64_t sg = g.small_c / g.groups, k = group_k(&g), hw = small_hw(&g), e = elems(n);
 	LoopBuf *col = direct ? lower_buf(l, big) : col_scratch(l, n, &g);
-	LoopVar *i = loop_for_n(l->fn, elems(n));
+	const char *name = arena_printf(l->m->arena, "%s %s partial sums %%%d", l->fn->name,
+					n->layer ? n->layer : ir_op_name(n->op), n->id);
+	LoopBuf *part = loop_new_buf(l->m, name, LT_F32, CONV_SLOTS * e, false, LB_TEMP);
+	LoopVar *slot = loop_for_n(l->fn, CONV_SLOTS);
 	loop_parallel(l->fn);
-	st(l, n, V(l, i), F(l, 0));
+	LoopVar *i = loop_for_n(l->fn, e);
+	loop_store(l->fn, part, add(l, slot_at(l, slot, e), V(l, i)), F(l, 0));
 	loop_end(l->fn);
-	LoopVar *s = sample_open(l, false);
+	LoopVar *q = loop_for(l->fn, I(l, 0), ceil_div(l, sub(l, loop_n(l->fn), V(l, slot)), CONV_SLOTS));
+	LoopVar *s = loop_local(l->fn, LT_I64, add(l, mul(l, V(l, q), I(l, CONV_SLOTS)), V(l, slot)));
 	if (!direct)
-		im2col(l, &g, s, col, lower_buf(l, big));
+		im2col(l, &g, s, col, slot_at(l, slot, col_elems(&g)), lower_buf(l, big));
 	LoopVar *gi = group_open(l, &g);
-	LoopExpr *base = direct ? mul(l, V(l, s), I(l, g.big_c * hw)) : I(l, 0);
+	LoopExpr *base = direct ? mul(l, V(l, s), I(l, g.big_c * hw)) : slot_at(l, slot, col_elems(&g));
 	LoopGemm m = { .tb = 1, .m = I(l, sg), .n = I(l, k), .k = I(l, hw), .alpha = 1, .beta = 1,
 		       .a = lower_buf(l, small), .lda = I(l, hw),
 		       .aoff = add(l, mul(l, V(l, s), I(l, g.small_c * hw)), group_at(l, gi, sg * hw)),
 		       .b = col, .boff = add(l, base, group_at(l, gi, k * hw)), .ldb = I(l, hw),
-		       .c = lower_buf(l, n), .coff = group_at(l, gi, sg * k), .ldc = I(l, k) };
+		       .c = part, .coff = add(l, slot_at(l, slot, e), group_at(l, gi, sg * k)), .ldc = I(l, k) };
 	loop_gemm(l->fn, &m);
 	group_close(l, gi);
 	loop_end(l->fn);
+	loop_end(l->fn);
+	i = loop_for_n(l->fn, e);
+	loop_parallel(l->fn);
+	LoopExpr *t[CONV_SLOTS];
+	for (int j = 0; j < CONV_SLOTS; j++)
+		t[j] = loop_load(l->fn, part, add(l, I(l, j * e), V(l, i)));
+	for (int w = CONV_SLOTS; w > 1; w /= 2)
+		for (int j = 0; j < w / 2; j++)
+			t[j] = add(l, t[2 * j], t[2 * j + 1]);
+	st(l, n, V(l, i), t[0]);
+	host_updates(l, n, i);
+	loop_end(l->fn);
 	return true;
+}
+
+/*
+ * Per-channel sums in double of x viewed as [N, C, P]: channel c's N*P
+ * elements, term(k, at) the k-th summand at element `at`. One running sum
+ * would wait on the latency of each add before the next; SUM_LANES partial
+ * sums over neighbouring elements are independent (the C compiler and LLVM
+ * may also put them in vectors). They combine in one fixed order, so the
+ * result is the same on both backends and for every thread count. The lanes
+ * run along the positions, or along the samples when a channel has fewer
+ * positions than lanes (batchnorm on [C], sums of [n, C]).
+ */
+enum { SUM_LANES = 8, MAX_SUMS = 2 };
+
+typedef LoopExpr *(*SumTerm)(Lower *l, const void *env, int k, LoopExpr *at);
+
+/* runs in chan_sums's sample loop before the sample's terms (channels of at least SUM_LANES positions) */
+typedef struct SumPrologue {
+	void (*fn)(Lower *l, const struct SumPrologue *pro, LoopVar *c, LoopVar *s);
+	const IrNode *node;
+} SumPrologue;
+
+static LoopExpr *chan_at(Lower *l, LoopExpr *s, LoopVar *c, int64_t ch, int64_t pos, LoopExpr *p)
+{
+	return add(l, mul(l, add(l, mul(l, s, I(l, ch)), V(l, c)), I(l, pos)), p);
+}
+
+static void chan_sums_pro(Lower *l, LoopVar *c, int64_t ch, int64_t pos, bool batched, int nsum, SumTerm term,
+			  const void *env, LoopVar **out, const SumPrologue *pro)
+{
+	LoopVar *acc[MAX_SUMS][SUM_LANES];
+	for (int k = 0; k < nsum; k++)
+		for (int j = 0; j < SUM_LANES; j++)
+			acc[k][j] = loop_local(l->fn, LT_F64, f64(l, 0));
+	LoopExpr *samples = batched ? loop_n(l->fn) : I(l, 1);
+	if (pos >= SUM_LANES) {
+		int64_t whole = pos / SUM_LANES * SUM_LANES;
+		LoopVar *s = loop_for(l->fn, I(l, 0), samples);
+		if (pro)
+			pro->fn(l, pro, c, s);
+		LoopVar *q = loop_for_n(l->fn, pos / SUM_LANES);
+		for (int j = 0; j < SUM_LANES; j++) {
+			LoopExpr *p = add(l, mul(l, V(l, q), I(l, SUM_LANES)), I(l, j));
+			for (int k = 0; k < nsum; k++)
+				loop_set(l->fn, acc[k][j], add(l, V(l, acc[k][j]), term(l, env, k, chan_at(l, V(l, s), c, ch, pos, p))));
+		}
+		loop_end(l->fn);
+		if (whole < pos) {
+			LoopVar *p = loop_for(l->fn, I(l, whole), I(l, pos));
+			for (int k = 0; k < nsum; k++)
+				loop_set(l->fn, acc[k][0], add(l, V(l, acc[k][0]), term(l, env, k, chan_at(l, V(l, s), c, ch, pos, V(l, p)))));
+			loop_end(l->fn);
+		}
+		loop_end(l->fn);
+	} else {
+		if (pro)
+			NNC_BUG("a sum prologue needs channels of %d positions or more", SUM_LANES);
+		LoopExpr *blocks = dvd(l, samples, I(l, SUM_LANES));
+		LoopVar *q = loop_for(l->fn, I(l, 0), blocks);
+		LoopVar *p = loop_for_n(l->fn, pos);
+		for (int j = 0; j < SUM_LANES; j++) {
+			LoopExpr *s = add(l, mul(l, V(l, q), I(l, SUM_LANES)), I(l, j));
+			for (int k = 0; k < nsum; k++)
+				loop_set(l->fn, acc[k][j], add(l, V(l, acc[k][j]), term(l, env, k, chan_at(l, s, c, ch, pos, V(l, p)))));
+		}
+		loop_end(l->fn);
+		loop_end(l->fn);
+		LoopVar *s = loop_for(l->fn, mul(l, dvd(l, batched ? loop_n(l->fn) : I(l, 1), I(l, SUM_LANES)), I(l, SUM_LANES)),
+				      batched ? loop_n(l->fn) : I(l, 1));
+		p = loop_for_n(l->fn, pos);
+		for (int k = 0; k < nsum; k++)
+			loop_set(l->fn, acc[k][0], add(l, V(l, acc[k][0]), term(l, env, k, chan_at(l, V(l, s), c, ch, pos, V(l, p)))));
+		loop_end(l->fn);
+		loop_end(l->fn);
+	}
+	for (int k = 0; k < nsum; k++) {	/* a pairwise tree: ((0+1)+(2+3))+((4+5)+(6+7)) */
+		LoopExpr *t[SUM_LANES];
+		for (int j = 0; j < SUM_LANES; j++)
+			t[j] = V(l, acc[k][j]);
+		for (int w = SUM_LANES; w > 1; w /= 2)
+			for (int j = 0; j < w / 2; j++)
+				t[j] = add(l, t[2 * j], t[2 * j + 1]);
+		out[k] = loop_local(l->fn, LT_F64, t[0]);
+	}
+}
+
+static void chan_sums(Lower *l, LoopVar *c, int64_t ch, int64_t pos, bool batched, int nsum, SumTerm term,
+		      const void *env, LoopVar **out)
+{
+	chan_sums_pro(l, c, ch, pos, batched, nsum, term, env, out, NULL);
+}
+
+static LoopExpr *term_load(Lower *l, const void *env, int k, LoopExpr *at)
+{
+	(void)k;
+	return loop_cvt(l->fn, LT_F64, ld(l, env, at));
 }
 
 /* channel_sum: out[c] = sum over samples and positions of g[s, c, ...], in double;
@@ -939,14 +1162,10 @@ static bool lower_channel_sum(Lower *l, const IrNode *n)
 	int64_t c = elems(n), rest = elems(g) / c;
 	LoopVar *ch = loop_for_n(l->fn, c);
 	loop_parallel(l->fn);
-	LoopVar *acc = loop_local(l->fn, LT_F64, loop_f64(l->fn, 0));
-	LoopVar *s = loop_for(l->fn, I(l, 0), g->batched ? loop_n(l->fn) : I(l, 1));
-	LoopVar *p = loop_for_n(l->fn, rest);
-	LoopExpr *at = add(l, mul(l, add(l, mul(l, V(l, s), I(l, c)), V(l, ch)), I(l, rest)), V(l, p));
-	loop_set(l->fn, acc, add(l, V(l, acc), ld(l, g, at)));
-	loop_end(l->fn);
-	loop_end(l->fn);
+	LoopVar *acc;
+	chan_sums(l, ch, c, rest, g->batched, 1, term_load, g, &acc);
 	st(l, n, V(l, ch), V(l, acc));
+	host_updates(l, n, ch);
 	loop_end(l->fn);
 	return true;
 }
@@ -1038,15 +1257,19 @@ static void lower_global_avgpool(Lower *l, const IrNode *n)
 	loop_end(l->fn);
 }
 
-/* maxpool: the window's maximum; avgpool: its sum (float, as PyTorch) over the divisor */
-static bool lower_pool(Lower *l, const IrNode *n)		/* maxpool, avgpool, global_avgpool */
+/* maxpool: the window's maximum; avgpool: its sum (float, as PyTorch) over the divisor;
+ * all planes, or (s != NULL) the planes of sample s only */
+static void pool_planes(Lower *l, const IrNode *n, LoopVar *s)
 {
 	const IrNode *x = n->in[0];
-	if (n->op == IR_GLOBAL_AVGPOOL) {
-		lower_global_avgpool(l, n);
-		return true;
+	LoopVar *p;
+	if (s) {
+		LoopVar *c = loop_for_n(l->fn, n->shape.d[0]);
+		loop_parallel(l->fn);
+		p = loop_local(l->fn, LT_I64, add(l, mul(l, V(l, s), I(l, n->shape.d[0])), V(l, c)));
+	} else {
+		p = planes_open(l, n);
 	}
-	LoopVar *p = planes_open(l, n);
 	LoopVar *oy = loop_for_n(l->fn, n->shape.d[1]);
 	LoopVar *ox = loop_for_n(l->fn, n->shape.d[2]);
 	PoolWin win = pool_win(l, &n->a, x, oy, ox);
@@ -1064,25 +1287,52 @@ static bool lower_pool(Lower *l, const IrNode *n)		/* maxpool, avgpool, global_a
 	loop_end(l->fn);
 	loop_end(l->fn);
 	loop_end(l->fn);
+}
+
+static bool lower_pool(Lower *l, const IrNode *n)		/* maxpool, avgpool, global_avgpool */
+{
+	if (n->op == IR_GLOBAL_AVGPOOL)
+		lower_global_avgpool(l, n);
+	else
+		pool_planes(l, n, NULL);
 	return true;
+}
+
+/* the pooling of a convolution's result run by the convolution's kernel (passes/fuse.c:
+ * n->host), sample by sample as soon as the sample's result is complete */
+static void host_pools(Lower *l, const IrNode *conv, LoopVar *s)
+{
+	for (int k = conv->id + 1; k < l->g->nnodes; k++) {
+		const IrNode *p = l->g->nodes[k];
+		if (p->host == conv->id + 1 && l->need[k] && (p->op == IR_MAXPOOL || p->op == IR_AVGPOOL))
+			pool_planes(l, p, s);
+	}
 }
 
 /* maxpool: dx = 0, then each window's g to its first maximum (overlapping windows add up);
  * avgpool: dx = 0, then g / divisor to each of the window's cells inside the input;
  * global_avgpool: dx = g / (H*W) everywhere. n has the input's shape, n->in[0] is g. */
+static void pool_bwd_plane(Lower *l, const IrNode *n, LoopVar *p);
+
 static bool lower_pool_bwd(Lower *l, const IrNode *n)	/* their gradients */
+{
+	LoopVar *p = planes_open(l, n);
+	pool_bwd_plane(l, n, p);
+	loop_end(l->fn);
+	return true;
+}
+
+/* the gradient's plane p (the planes loop stays open) */
+static void pool_bwd_plane(Lower *l, const IrNode *n, LoopVar *p)
 {
 	const IrNode *g = n->in[0];
 	int64_t hw = n->shape.d[1] * n->shape.d[2];
-	LoopVar *p = planes_open(l, n);
 	LoopVar *i = loop_for_n(l->fn, hw);
 	LoopExpr *at = add(l, mul(l, V(l, p), I(l, hw)), V(l, i));
 	st(l, n, at, n->op == IR_GLOBAL_AVGPOOL_BWD ? dvd(l, ld(l, g, V(l, p)), F(l, (double)hw)) : F(l, 0));
 	loop_end(l->fn);
-	if (n->op == IR_GLOBAL_AVGPOOL_BWD) {
-		loop_end(l->fn);
-		return true;
-	}
+	if (n->op == IR_GLOBAL_AVGPOOL_BWD)
+		return;
 	LoopVar *oy = loop_for_n(l->fn, g->shape.d[1]);
 	LoopVar *ox = loop_for_n(l->fn, g->shape.d[2]);
 	PoolWin win = pool_win(l, &n->a, n, oy, ox);
@@ -1099,8 +1349,6 @@ static bool lower_pool_bwd(Lower *l, const IrNode *n)	/* their gradients */
 	}
 	loop_end(l->fn);
 	loop_end(l->fn);
-	loop_end(l->fn);
-	return true;
 }
 
 /*
@@ -1134,20 +1382,42 @@ static LoopExpr *bn_count(Lower *l, const IrNode *x)	/* M, F64 */
 	return loop_cvt(l->fn, LT_F64, mul(l, loop_n(l->fn), I(l, elems(x) / x->shape.d[0])));
 }
 
+/* what the batchnorm sums read: x, its channel's mean, the incoming gradient g */
+typedef struct BnEnv {
+	const IrNode *x, *g;
+	LoopVar *mean;
+} BnEnv;
+
+static LoopExpr *bn_dev(Lower *l, const BnEnv *e, LoopExpr *at)	/* x - mean, F64 */
+{
+	return sub(l, loop_cvt(l->fn, LT_F64, ld(l, e->x, at)), V(l, e->mean));
+}
+
+static LoopExpr *term_sq_dev(Lower *l, const void *env, int k, LoopExpr *at)
+{
+	(void)k;
+	LoopExpr *d = bn_dev(l, env, at);
+	return mul(l, d, bn_dev(l, env, at));
+}
+
+/* sum 0: (x - mean) g; sum 1: g */
+static LoopExpr *term_dot(Lower *l, const void *env, int k, LoopExpr *at)
+{
+	const BnEnv *e = env;
+	LoopExpr *g = loop_cvt(l->fn, LT_F64, ld(l, e->g, at));
+	return k == 0 ? mul(l, bn_dev(l, e, at), g) : g;
+}
+
+static int64_t bn_pos(const IrNode *x) { return elems(x) / x->shape.d[0]; }
+
 /* channel c's batch mean and sum of squared deviations, in double, in two passes as PyTorch */
 static void bn_stats(Lower *l, const IrNode *x, LoopVar *c, LoopVar **mean, LoopVar **ssd)
 {
-	LoopVar *p;
-	*mean = loop_local(l->fn, LT_F64, f64(l, 0));
-	LoopVar *s = bn_open(l, x, &p);
-	loop_set(l->fn, *mean, add(l, V(l, *mean), ld(l, x, bn_at(l, x, s, c, p))));
-	bn_close(l);
-	loop_set(l->fn, *mean, dvd(l, V(l, *mean), bn_count(l, x)));
-	*ssd = loop_local(l->fn, LT_F64, f64(l, 0));
-	s = bn_open(l, x, &p);
-	LoopExpr *d = sub(l, ld(l, x, bn_at(l, x, s, c, p)), V(l, *mean));
-	loop_set(l->fn, *ssd, add(l, V(l, *ssd), mul(l, d, d)));
-	bn_close(l);
+	LoopVar *sum;
+	chan_sums(l, c, x->shape.d[0], bn_pos(x), true, 1, term_load, x, &sum);
+	*mean = loop_local(l->fn, LT_F64, dvd(l, V(l, sum), bn_count(l, x)));
+	BnEnv e = { .x = x, .mean = *mean };
+	chan_sums(l, c, x->shape.d[0], bn_pos(x), true, 1, term_sq_dev, &e, ssd);
 }
 
 /* 1 / sqrt(ssd / M + eps) with the biased variance, rounded to float as PyTorch saves it */
@@ -1160,7 +1430,11 @@ static LoopVar *bn_invstd(Lower *l, const IrNode *x, double eps, LoopVar *ssd)
 /* y = x * alpha + beta with alpha = w * invstd, beta = b - mean * alpha per channel, as
  * PyTorch's CPU kernel; mean and variance are the running ones (batchnorm, inference) or
  * the batch's, with the biased variance (batchnorm_train) */
-static bool lower_batchnorm(Lower *l, const IrNode *n)	/* batchnorm (running statistics), batchnorm_train */
+static void bn_update(Lower *l, const IrNode *n, LoopVar *c, LoopVar *mean, LoopVar *ssd);
+static bool lower_node(Lower *l, const IrNode *n);
+
+/* upd[0..nupd): bn_running_update kernels of x in n's channel group, from the same statistics */
+static bool lower_batchnorm_with(Lower *l, const IrNode *n, const IrNode *const *upd, int nupd)
 {
 	const IrNode *x = n->in[0];
 	LoopVar *c = loop_for_n(l->fn, x->shape.d[0]);
@@ -1170,6 +1444,8 @@ static bool lower_batchnorm(Lower *l, const IrNode *n)	/* batchnorm (running sta
 		LoopVar *ssd;
 		bn_stats(l, x, c, &mean, &ssd);
 		invstd = bn_invstd(l, x, n->a.eps, ssd);
+		for (int i = 0; i < nupd; i++)
+			bn_update(l, upd[i], c, mean, ssd);
 	} else {
 		mean = loop_local(l->fn, LT_F32, ld(l, n->in[3], V(l, c)));
 		invstd = loop_local(l->fn, LT_F32, dvd(l, F(l, 1), un(l, LO_SQRT, add(l, ld(l, n->in[4], V(l, c)),
@@ -1186,6 +1462,11 @@ static bool lower_batchnorm(Lower *l, const IrNode *n)	/* batchnorm (running sta
 	bn_close(l);
 	loop_end(l->fn);
 	return true;
+}
+
+static bool lower_batchnorm(Lower *l, const IrNode *n)	/* batchnorm (running statistics), batchnorm_train */
+{
+	return lower_batchnorm_with(l, n, NULL, 0);
 }
 
 /* running = (1 - momentum) running + momentum batch, in double, with the unbiased variance
@@ -1206,14 +1487,10 @@ static void bn_grads(Lower *l, const IrNode *n, LoopVar *c, LoopVar *mean, LoopV
 	const IrNode *g = n->in[0], *x = n->in[1];
 	bool dx = n->op == IR_BN_DX;
 	LoopVar *invstd = bn_invstd(l, x, n->a.eps, ssd);
-	LoopVar *dot = loop_local(l->fn, LT_F64, f64(l, 0));
-	LoopVar *sum = dx ? loop_local(l->fn, LT_F64, f64(l, 0)) : NULL;
-	LoopVar *p, *s = bn_open(l, x, &p);
-	LoopExpr *at = bn_at(l, x, s, c, p);
-	loop_set(l->fn, dot, add(l, V(l, dot), mul(l, sub(l, ld(l, x, at), V(l, mean)), ld(l, g, at))));
-	if (dx)
-		loop_set(l->fn, sum, add(l, V(l, sum), ld(l, g, at)));
-	bn_close(l);
+	BnEnv e = { .x = x, .g = g, .mean = mean };
+	LoopVar *sums[2];
+	chan_sums(l, c, x->shape.d[0], bn_pos(x), true, dx ? 2 : 1, term_dot, &e, sums);
+	LoopVar *dot = sums[0], *sum = dx ? sums[1] : NULL;
 	if (!dx) {
 		st(l, n, V(l, c), mul(l, V(l, dot), V(l, invstd)));
 		return;
@@ -1222,11 +1499,117 @@ static void bn_grads(Lower *l, const IrNode *n, LoopVar *c, LoopVar *mean, LoopV
 	LoopVar *gmean = loop_local(l->fn, LT_F32, dvd(l, V(l, sum), bn_count(l, x)));
 	LoopVar *m32 = loop_local(l->fn, LT_F32, V(l, mean));
 	LoopVar *w = loop_local(l->fn, LT_F32, ld(l, n->in[2], V(l, c)));
-	s = bn_open(l, x, &p);
-	at = bn_at(l, x, s, c, p);
+	LoopVar *p, *s = bn_open(l, x, &p);
+	LoopExpr *at = bn_at(l, x, s, c, p);
 	LoopExpr *centered = mul(l, sub(l, ld(l, x, at), V(l, m32)), V(l, k));
 	st(l, n, at, mul(l, mul(l, sub(l, sub(l, ld(l, g, at), V(l, gmean)), centered), V(l, invstd)), V(l, w)));
 	bn_close(l);
+}
+
+/* what the dx pass of a channel group needs to write dx and sum it */
+typedef struct BnDx {
+	const IrNode *x, *g, *dx;
+	LoopVar *k, *gmean, *m32, *invstd, *w;
+} BnDx;
+
+/* dx at `at`, stored; the summand is the stored value */
+static LoopExpr *term_dx(Lower *l, const void *env, int k, LoopExpr *at)
+{
+	(void)k;
+	const BnDx *e = env;
+	LoopExpr *centered = mul(l, sub(l, ld(l, e->x, at), V(l, e->m32)), V(l, e->k));
+	LoopVar *v = loop_local(l->fn, LT_F32, mul(l, mul(l, sub(l, sub(l, ld(l, e->g, at), V(l, e->gmean)), centered),
+							  V(l, e->invstd)), V(l, e->w)));
+	st(l, e->dx, at, V(l, v));
+	return loop_cvt(l->fn, LT_F64, V(l, v));
+}
+
+/*
+ * A backward channel group (passes/fuse.c): batchnorm_dx with the
+ * batchnorm_dw and channel_sums of its gradient and the channel_sums of its
+ * result, in one loop over the channels. The statistics, the sums of (x -
+ * mean) g and of g are computed once; the sums of dx are taken as dx is
+ * written. Each value is the one its kernel alone computes, bit for bit.
+ */
+static void lower_bn_backward(Lower *l, const IrNode *dx, const IrNode *const *m, int nm)
+{
+	const IrNode *g = dx->in[0], *x = dx->in[1];
+	int64_t ch = x->shape.d[0];
+	LoopVar *c = loop_for_n(l->fn, ch);
+	loop_parallel(l->fn);
+	LoopVar *mean, *ssd;
+	bn_stats(l, x, c, &mean, &ssd);
+	LoopVar *invstd = bn_invstd(l, x, dx->a.eps, ssd);
+	BnEnv e = { .x = x, .g = g, .mean = mean };
+	LoopVar *sums[2];
+	chan_sums(l, c, ch, bn_pos(x), true, 2, term_dot, &e, sums);
+	const IrNode *dsum[MAX_SUMS * 8];
+	int nd = 0;
+	for (int i = 0; i < nm; i++) {
+		if (m[i]->op == IR_BN_DW)
+			st(l, m[i], V(l, c), mul(l, V(l, sums[0]), V(l, invstd)));
+		else if (m[i]->op == IR_CHANNEL_SUM && m[i]->in[0] == g)
+			st(l, m[i], V(l, c), V(l, sums[1]));
+		else if (m[i]->op == IR_CHANNEL_SUM && nd < (int)(sizeof dsum / sizeof *dsum))
+			dsum[nd++] = m[i];
+	}
+	BnDx d = { .x = x, .g = g, .dx = dx, .invstd = invstd };
+	d.k = loop_local(l->fn, LT_F32, dvd(l, mul(l, V(l, sums[0]), mul(l, V(l, invstd), V(l, invstd))), bn_count(l, x)));
+	d.gmean = loop_local(l->fn, LT_F32, dvd(l, V(l, sums[1]), bn_count(l, x)));
+	d.m32 = loop_local(l->fn, LT_F32, V(l, mean));
+	d.w = loop_local(l->fn, LT_F32, ld(l, dx->in[2], V(l, c)));
+	if (nd) {
+		LoopVar *total;
+		chan_sums(l, c, ch, bn_pos(x), true, 1, term_dx, &d, &total);
+		for (int i = 0; i < nd; i++)
+			st(l, dsum[i], V(l, c), V(l, total));
+	} else {
+		LoopVar *p, *s = bn_open(l, x, &p);
+		term_dx(l, &d, 0, bn_at(l, x, s, c, p));
+		bn_close(l);
+	}
+	for (int i = 0; i < nm; i++)	/* last: the dx pass reads the weight */
+		host_updates(l, m[i], c);
+	loop_end(l->fn);
+}
+
+/* n is the first needed member of its channel group */
+static bool cgroup_first(const IrGraph *g, const bool *need, const IrNode *n)
+{
+	for (int i = n->cgroup - 1; i < n->id; i++)
+		if (need[i] && g->nodes[i]->cgroup == n->cgroup)
+			return false;
+	return true;
+}
+
+/* lowers n's channel group, which runs where n, its first needed member, stands */
+static void lower_cgroup(Lower *l, const IrNode *n)
+{
+	const IrNode *m[64], *bn = NULL, *dx = NULL;
+	int nm = 0;
+	for (int i = n->id; i < l->g->nnodes && nm < 64; i++) {
+		const IrNode *v = l->g->nodes[i];
+		if (v->cgroup != n->cgroup || !l->need[i])
+			continue;
+		m[nm++] = v;
+		if (v->op == IR_BATCHNORM_TRAIN)
+			bn = v;
+		else if (v->op == IR_BN_DX)
+			dx = v;
+	}
+	if (bn) {
+		const IrNode *upd[64];
+		int nu = 0;
+		for (int i = 0; i < nm; i++)
+			if (m[i] != bn)
+				upd[nu++] = m[i];
+		lower_batchnorm_with(l, bn, upd, nu);
+	} else if (dx) {
+		lower_bn_backward(l, dx, m, nm);
+	} else {	/* a group whose anchor is not needed here: each member alone */
+		for (int i = 0; i < nm; i++)
+			lower_node(l, m[i]);
+	}
 }
 
 static bool lower_batchnorm_bwd(Lower *l, const IrNode *n)	/* batchnorm_dx, batchnorm_dw, bn_running_update */
@@ -1396,6 +1779,7 @@ static MapFn map_fn(IrOp op)
 	case IR_SOFTPLUS_BWD: return b_softplus;
 	case IR_GELU_BWD: return b_gelu;
 	case IR_L1_BWD: return b_l1;
+	case IR_RSQRT: return f_rsqrt;
 	default: return NULL;
 	}
 }
@@ -1443,10 +1827,10 @@ static bool lower_node(Lower *l, const IrNode *n)
 	case IR_RMSE_BWD: lower_loss_bwd(l, n); return true;
 	case IR_SUMSQ:
 	case IR_SUMABS: lower_reduce_scalar(l, n); return true;
-	case IR_SGD_STEP: lower_sgd(l, n); return true;
-	case IR_ADAGRAD_STEP: lower_adagrad(l, n); return true;
-	case IR_RMSPROP_STEP: lower_rmsprop(l, n); return true;
-	case IR_ADAM_STEP: lower_adam(l, n); return true;
+	case IR_SGD_STEP:
+	case IR_ADAGRAD_STEP:
+	case IR_RMSPROP_STEP:
+	case IR_ADAM_STEP: lower_update(l, n); return true;
 	case IR_CONV2D: return lower_conv_gather(l, n);
 	case IR_CONV_T2D: return lower_conv_scatter(l, n);
 	case IR_CONV_DW: return lower_conv_dw(l, n);
@@ -1532,6 +1916,79 @@ static void group_body(Lower *l, int grp, int last, LoopVar *i)
 }
 
 /* one loop over the elements, where the group's last needed member stands */
+/* v's value at element i: its group's body up to v, or v alone (stored either way) */
+static LoopExpr *elem_at(Lower *l, const IrNode *v, LoopVar *i)
+{
+	if (v->group) {
+		group_body(l, v->group, v->id, i);
+		return V(l, l->local[v->id]);
+	}
+	LoopExpr *in[4];
+	for (int k = 0; k < v->nin && k < 4; k++) {
+		const IrNode *x = v->in[k];
+		bool scalar_in = !x->batched && x->shape.rank == 0 && (v->batched || v->shape.rank > 0);
+		in[k] = ld(l, x, scalar_in ? I(l, 0) : V(l, i));
+	}
+	LoopVar *r = loop_local(l->fn, LT_F32, group_fn(v)(l, v, in));
+	st(l, v, V(l, i), V(l, r));
+	return V(l, r);
+}
+
+static LoopExpr *term_elem(Lower *l, const void *env, int k, LoopExpr *at)
+{
+	(void)k;
+	return loop_cvt(l->fn, LT_F64, elem_at(l, env, loop_local(l->fn, LT_I64, at)));
+}
+
+/* a pooling gradient run in v's loop (passes/fuse.c: n->host), plane by plane before v reads it */
+static const IrNode *hosted_pool_bwd(const Lower *l, const IrNode *v)
+{
+	for (int k = 0; k < v->id; k++) {
+		const IrNode *p = l->g->nodes[k];
+		if (p->host == v->id + 1 && l->need[k] && (p->op == IR_MAXPOOL_BWD || p->op == IR_AVGPOOL_BWD))
+			return p;
+	}
+	return NULL;
+}
+
+static void pool_bwd_prologue(Lower *l, const SumPrologue *pro, LoopVar *c, LoopVar *s)
+{
+	LoopVar *p = loop_local(l->fn, LT_I64, add(l, mul(l, V(l, s), I(l, pro->node->shape.d[0])), V(l, c)));
+	pool_bwd_plane(l, pro->node, p);
+}
+
+/* v's loop with the sum r of v (passes/fuse.c: r->tail), over r's elements */
+static void lower_with_tail(Lower *l, const IrNode *v, const IrNode *r)
+{
+	int64_t e = elems(r);
+	LoopVar *j = loop_for_n(l->fn, e);
+	loop_parallel(l->fn);
+	if (r->op == IR_BATCH_SUM) {	/* in float, samples in order, as lower_batch_sum */
+		LoopVar *acc = loop_local(l->fn, LT_F32, F(l, 0));
+		LoopVar *s = loop_for(l->fn, I(l, 0), loop_n(l->fn));
+		LoopVar *i = loop_local(l->fn, LT_I64, add(l, mul(l, V(l, s), I(l, e)), V(l, j)));
+		loop_set(l->fn, acc, add(l, V(l, acc), elem_at(l, v, i)));
+		loop_end(l->fn);
+		st(l, r, V(l, j), V(l, acc));
+	} else {			/* in double with lanes, as lower_channel_sum */
+		LoopVar *acc;
+		SumPrologue pro = { .fn = pool_bwd_prologue, .node = hosted_pool_bwd(l, v) };
+		chan_sums_pro(l, j, e, elems(v) / e, v->batched, 1, term_elem, v, &acc, pro.node ? &pro : NULL);
+		st(l, r, V(l, j), V(l, acc));
+	}
+	host_updates(l, r, j);
+	loop_end(l->fn);
+}
+
+/* the sum whose loop v's is, if any */
+static const IrNode *tail_of(const Lower *l, const IrNode *v)
+{
+	for (int k = v->id + 1; k < l->g->nnodes; k++)
+		if (l->g->nodes[k]->tail == v->id + 1 && l->need[k])
+			return l->g->nodes[k];
+	return NULL;
+}
+
 static void lower_group(Lower *l, const IrNode *last)
 {
 	LoopVar *i = loop_for(l->fn, I(l, 0), total(l, last));
@@ -1596,10 +2053,28 @@ static bool lower_fn(Lower *l, const IrGraph *g, const char *name, IrNode *const
 	l->need = need;
 	l->stores = stores;
 	l->last = last;
+	for (int i = 0; i < g->nnodes; i++)	/* optimizer state in node order, whichever kernel first touches it */
+		if (need[i] && g->nodes[i]->op == IR_OPT_STATE)
+			lower_buf(l, g->nodes[i]);
+	for (int i = 0; i < g->nnodes; i++)
+		if (need[i] && is_step_update(g->nodes[i])) {
+			opt_scalars(l, g->nodes[i]);	/* every update uses the same optimizer */
+			break;
+		}
 	for (int i = 0; i < g->nnodes; i++) {
 		const IrNode *n = g->nodes[i];
-		if (!need[i])
+		if (!need[i] || (l->weight_only && l->weight_only[i] && !l->prepare))
+			continue;	/* unneeded, or computed by prepare */
+		if (n->host && need[n->host - 1])
+			continue;	/* run by its gradient's kernel */
+		if (n->tail && need[n->tail - 1])
+			continue;	/* summed in its input's loop */
+		const IrNode *tail = tail_of(l, n);
+		if (n->cgroup) {	/* the whole channel group where its first needed member stands */
+			if (cgroup_first(g, need, n))
+				lower_cgroup(l, n);
 			continue;
+		}
 		if (n->group) {
 			bool in_head = epilogue_head(g->nodes[n->group - 1]);
 			if (n->op == IR_DENSE)
@@ -1610,8 +2085,16 @@ static bool lower_fn(Lower *l, const IrGraph *g, const char *name, IrNode *const
 				lower_conv_scatter(l, n);	/* likewise */
 			else if (n->op == IR_BATCHNORM || n->op == IR_BATCHNORM_TRAIN)
 				lower_batchnorm(l, n);	/* likewise */
-			if (last[n->group] == i && !in_head)
-				lower_group(l, n);
+			if (last[n->group] == i && !in_head) {
+				if (tail)
+					lower_with_tail(l, n, tail);
+				else
+					lower_group(l, n);
+			}
+			continue;
+		}
+		if (tail) {
+			lower_with_tail(l, n, tail);
 			continue;
 		}
 		if (!lower_node(l, n)) {
@@ -1620,7 +2103,7 @@ static bool lower_fn(Lower *l, const IrGraph *g, const char *name, IrNode *const
 			return false;
 		}
 	}
-	if (g->noutputs)
+	if (g->noutputs && !l->prepare)
 		copy_out(l, g->outputs[0]);
 	if (g->loss && need[g->loss->id])
 		l->fn->result = lower_buf(l, g->loss);
@@ -1680,6 +2163,8 @@ LoopModule *lower_model(Arena *a, const Model *model, const IrGraph *infer, cons
 			state_buf(&l, model->graph->nodes[i]);
 	IrNode *roots[64];
 	int nr = 0;
+	if (!train)	/* the weights change only by init and load, which run prepare */
+		hoist_weight_only(&l, infer);
 	if (infer->noutputs)
 		roots[nr++] = infer->outputs[0];
 	if (!lower_fn(&l, infer, "forward", roots, nr))
@@ -1689,6 +2174,8 @@ LoopModule *lower_model(Arena *a, const Model *model, const IrGraph *infer, cons
 		if (!lower_fn(&l, infer, "eval", roots, nr))
 			return NULL;
 	}
+	if (l.kept && !lower_prepare(&l, infer))
+		return NULL;
 	if (train && train->loss) {
 		int n = 0;
 		IrNode **troots = arena_alloc(a, sizeof(IrNode *) * (size_t)(train->nnodes + 2));
@@ -1703,4 +2190,85 @@ LoopModule *lower_model(Arena *a, const Model *model, const IrGraph *infer, cons
 		l.fn->counts_step = true;
 	}
 	return m;
+}
+
+/* ---- forward-only modules: what prepare computes from the weights ----
+ * In a module without train_step the weights change only when init or load
+ * fills them, and both run prepare next (the C emitter's API). So a value the
+ * inference graph computes from weights alone (passes/bnfold.c's folded
+ * weights) is computed there, once, into a buffer of its own (LB_FOLDED),
+ * instead of in every forward call. */
+
+static bool is_view(const IrNode *n)
+{
+	return n->op == IR_RESHAPE || n->op == IR_FLATTEN;
+}
+
+/* marks the weight-only values of g and those the other functions read (kept) */
+static void hoist_weight_only(Lower *l, const IrGraph *g)
+{
+	bool *wo = arena_alloc(l->m->arena, (size_t)g->nnodes + 1), *kept = arena_alloc(l->m->arena, (size_t)g->nnodes + 1);
+	int found = 0;
+	for (int i = 0; i < g->nnodes; i++) {
+		const IrNode *n = g->nodes[i];
+		IrFamily fam = ir_op_family(n->op);
+		wo[i] = fam != FAM_SOURCE && fam != FAM_UPDATE && fam != FAM_RANDOM && !n->batched && n->nin > 0;
+		for (int k = 0; k < n->nin && wo[i]; k++)
+			wo[i] = ir_is_state(n->in[k]) || n->in[k]->op == IR_CONST || wo[n->in[k]->id];
+		found += wo[i];
+	}
+	if (!found)
+		return;
+	for (int i = 0; i < g->nnodes; i++)
+		for (int k = 0; k < g->nodes[i]->nin; k++) {
+			const IrNode *x = g->nodes[i]->in[k];
+			kept[x->id] |= wo[x->id] && !wo[i];
+			if (wo[i] != wo[x->id] && g->nodes[i]->group && g->nodes[i]->group == x->group)
+				NNC_BUG("a fused group of '%s' mixes weight-only values with others", g->name);
+		}
+	for (int i = 0; i < g->noutputs; i++)
+		kept[g->outputs[i]->id] |= wo[g->outputs[i]->id];
+	/* a view shares its input's buffer: keep the value it views */
+	for (int i = g->nnodes - 1; i >= 0; i--)
+		if (kept[i] && is_view(g->nodes[i])) {
+			kept[i] = false;
+			const IrNode *x = g->nodes[i]->in[0];
+			kept[x->id] = wo[x->id];
+		}
+	l->weight_only = wo;
+	l->kept = kept;
+}
+
+static LoopBuf *kept_buf(Lower *l, const IrNode *n)
+{
+	const char *name = arena_printf(l->m->arena, "prepared %s %%%d", n->layer ? n->layer : ir_op_name(n->op), n->id);
+	LoopBuf *b = loop_find_buf(l->m, name);
+	if (b)
+		return b;
+	b = loop_new_buf(l->m, name, LT_F32, elems(n), false, LB_FOLDED);
+	b->rank = n->shape.rank;
+	for (int i = 0; i < n->shape.rank; i++)
+		b->shape[i] = n->shape.d[i];
+	return b;
+}
+
+/* the prepare function: the kept values, from the weights */
+static bool lower_prepare(Lower *l, const IrGraph *g)
+{
+	IrNode **roots = arena_alloc(l->m->arena, sizeof(IrNode *) * (size_t)(g->nnodes + 1));
+	int n = 0;
+	for (int i = 0; i < g->nnodes; i++)
+		if (l->kept[i])
+			roots[n++] = g->nodes[i];
+	l->prepare = true;
+	bool ok = lower_fn(l, g, "prepare", roots, n);
+	l->prepare = false;
+	l->weight_only = l->kept = NULL;
+	return ok;
+}
+
+/* 1 / sqrt(x + eps), in float as the inference batchnorm computes it */
+static LoopExpr *f_rsqrt(Lower *l, const IrNode *n, LoopExpr **x)
+{
+	return dvd(l, F(l, 1), un(l, LO_SQRT, add(l, x[0], F(l, n->a.eps))));
 }

@@ -14,8 +14,36 @@
  * before the loop), and, for an epilogue, when its inputs are ready before the
  * head. Dropout masks stay alone: fusing two draws would change the order of
  * the random numbers.
+ *
+ * Channel groups: batchnorm's training kernels each loop over the channels
+ * and read whole channels, and several of them read the same ones. Those
+ * over one input share one loop over the channels (n->cgroup), where the
+ * batch statistics are computed once: batchnorm_train with the
+ * bn_running_update of its input; batchnorm_dx with the batchnorm_dw of the
+ * same gradient and input, the channel_sum of that gradient (the batchnorm
+ * bias's gradient) and the channel_sum of its own result (the gradient of a
+ * bias just before the batchnorm). A channel group runs where its first
+ * member stands, so every input from outside the group must come before it.
+ *
+ * Updates as epilogues: an optimizer update is element-wise, so the kernel
+ * that computes its gradient element by element, with one writer per element
+ * (channel_sum, batch_sum, conv_dw's final sum, batchnorm_dw), can update the
+ * parameter's element as soon as it has the gradient's (n->host). That runs
+ * the update where the gradient's kernel stands instead of at the end, so
+ * every other reader of the parameter (the forward, the data gradients) must
+ * come before, and the gradient must have no other user.
+ *
+ * A batch_sum or channel_sum (a bias's gradient) of an element-wise value
+ * sums in the loop that computes it, turned to run over the sum's elements
+ * (n->tail); for a channel_sum, the pooling gradient the value alone reads
+ * fills each plane in that loop just before (n->host). A maxpool or avgpool of a convolution's result runs in the
+ * convolution's sample loop (n->host). A cross_entropy runs in the kernel of its gradient, cross_entropy_bwd,
+ * when every user of the loss comes after that (n->host as well).
+ *
  * Needs: shapes. Sets: n->group (> 0 for members of groups of two or more,
- * numbered by the group's first member). Keeps: the node list (adds or
+ * numbered by the group's first member), n->cgroup (> 0 for members of
+ * channel groups: the first member's id + 1), n->host (an update fused into
+ * its gradient's kernel: that node's id + 1). Keeps: the node list (adds or
  * removes no node).
  */
 #include "passes.h"
@@ -121,6 +149,188 @@ static void join(Fuse *f, IrNode *n, IrNode *p)
 	f->size[gp]++;
 }
 
+enum { MAX_CHANNEL_MEMBERS = 16 };
+
+/* a channel_sum of v over the C channels of a batchnorm input */
+static bool channel_sum_of(const IrNode *u, const IrNode *v, int64_t c)
+{
+	return u->op == IR_CHANNEL_SUM && u->in[0] == v && v->batched && ir_numel(u) == c;
+}
+
+/* puts the candidates m[0..nm) in one channel group when their inputs from
+ * outside come before the first of them; returns the members joined */
+static int channel_group(IrNode **m, int nm)
+{
+	int first = m[0]->id;
+	for (int i = 1; i < nm; i++)
+		if (m[i]->id < first)
+			first = m[i]->id;
+	for (int i = 0; i < nm; i++)
+		for (int k = 0; k < m[i]->nin; k++) {
+			bool member = false;
+			for (int j = 0; j < nm; j++)
+				member |= m[i]->in[k] == m[j];
+			if (!member && m[i]->in[k]->id >= first)
+				return 0;
+		}
+	for (int i = 0; i < nm; i++)
+		m[i]->cgroup = first + 1;
+	return nm - 1;
+}
+
+static int channel_groups(IrGraph *g, const PassUses *u)
+{
+	int joined = 0;
+	for (int i = 0; i < g->nnodes; i++) {
+		IrNode *n = g->nodes[i], *m[MAX_CHANNEL_MEMBERS] = { n };
+		int nm = 1;
+		if (n->op == IR_BATCHNORM_TRAIN) {
+			const IrNode *x = n->in[0];
+			for (int k = u->off[x->id]; k < u->off[x->id + 1] && nm < MAX_CHANNEL_MEMBERS; k++)
+				if (u->use[k]->op == IR_BN_UPDATE && u->use[k]->in[0] == x && !u->use[k]->cgroup)
+					m[nm++] = u->use[k];
+		} else if (n->op == IR_BN_DX) {
+			const IrNode *gr = n->in[0], *x = n->in[1];
+			int64_t c = x->shape.d[0];
+			for (int k = u->off[gr->id]; k < u->off[gr->id + 1] && nm < MAX_CHANNEL_MEMBERS; k++) {
+				IrNode *v = u->use[k];
+				if (v->cgroup || v == n)
+					continue;
+				if ((v->op == IR_BN_DW && v->in[1] == x && v->a.eps == n->a.eps) || channel_sum_of(v, gr, c))
+					m[nm++] = v;
+			}
+			for (int k = u->off[n->id]; k < u->off[n->id + 1] && nm < MAX_CHANNEL_MEMBERS; k++)
+				if (channel_sum_of(u->use[k], n, c) && !u->use[k]->cgroup)
+					m[nm++] = u->use[k];
+		}
+		if (nm > 1)
+			joined += channel_group(m, nm);
+	}
+	return joined;
+}
+
+static bool step_update(const IrNode *n)
+{
+	return n->op == IR_SGD_STEP || n->op == IR_ADAGRAD_STEP || n->op == IR_RMSPROP_STEP || n->op == IR_ADAM_STEP;
+}
+
+static int update_epilogues(IrGraph *g, const PassUses *u)
+{
+	int fused = 0;
+
+	for (int i = 0; i < g->nnodes; i++) {
+		IrNode *n = g->nodes[i], *p = n->in[0], *gr = n->nin > 1 ? n->in[1] : NULL;
+		if (!step_update(n) || gr->group || u->off[gr->id + 1] - u->off[gr->id] != 1 ||
+		    !(gr->op == IR_CHANNEL_SUM || gr->op == IR_BATCH_SUM || gr->op == IR_CONV_DW || gr->op == IR_BN_DW))
+			continue;
+		int at = gr->tail ? gr->tail - 1 : gr->cgroup ? gr->cgroup - 1 : gr->id;	/* where the gradient's kernel runs */
+		bool ok = true;
+		for (int k = u->off[p->id]; k < u->off[p->id + 1]; k++) {
+			const IrNode *r = u->use[k];	/* a reader of the parameter: before, or in the group (which updates last) */
+			ok &= r == n || r->id < at || (gr->cgroup && r->cgroup == gr->cgroup);
+		}
+		for (int s = 2; s < n->nin; s++)	/* the optimizer's state is the update's alone */
+			ok &= u->off[n->in[s]->id + 1] - u->off[n->in[s]->id] == 1;
+		if (ok) {
+			n->host = gr->id + 1;
+			fused++;
+		}
+	}
+	return fused;
+}
+
+/* a batch_sum or channel_sum of an element-wise value sums in the loop that
+ * computes the value (the last of its group, or alone), run over the sum's
+ * elements: columns of [n, e], channels of [n, C, ...] */
+static int reduction_tails(IrGraph *g, const PassUses *u)
+{
+	int fused = 0;
+	for (int i = 0; i < g->nnodes; i++) {
+		IrNode *r = g->nodes[i], *v = r->in[0];
+		if ((r->op != IR_BATCH_SUM && r->op != IR_CHANNEL_SUM) || r->cgroup || !fusible(v) || !v->batched)
+			continue;
+		if (v->group) {
+			const IrNode *h = g->nodes[v->group - 1];
+			bool last = true;
+			for (int j = v->id + 1; j < g->nnodes; j++)
+				last &= g->nodes[j]->group != v->group;
+			if (!last || in_place(h))
+				continue;
+		}
+		bool taken = false;	/* one sum per loop */
+		for (int j = 0; j < g->nnodes; j++)
+			taken |= g->nodes[j]->tail == v->id + 1;
+		if (taken)
+			continue;
+		r->tail = v->id + 1;
+		fused++;
+		/* a channel sum's loop runs channel by channel over the samples' planes: the
+		 * pooling gradient that v alone reads can fill each plane just before */
+		int64_t c = ir_numel(r);
+		for (int k = 0; r->op == IR_CHANNEL_SUM && !v->group && k < v->nin; k++) {
+			IrNode *p = v->in[k];
+			if ((p->op != IR_MAXPOOL_BWD && p->op != IR_AVGPOOL_BWD) || p->host || !p->batched ||
+			    ir_numel(p) / c < 8 /* lower.c: SUM_LANES */ || u->off[p->id + 1] - u->off[p->id] != 1)
+				continue;
+			p->host = v->id + 1;
+			fused++;
+			break;
+		}
+	}
+	return fused;
+}
+
+/* a maxpool or avgpool of a convolution's result (or of the last of the group
+ * it heads) runs in the convolution's sample loop, per sample once that sample's
+ * result is complete */
+static int pools_in_convolutions(IrGraph *g)
+{
+	int fused = 0;
+	for (int i = 0; i < g->nnodes; i++) {
+		IrNode *p = g->nodes[i], *v = p->in[0];
+		if ((p->op != IR_MAXPOOL && p->op != IR_AVGPOOL) || !v->batched)
+			continue;
+		IrNode *conv = v->group ? g->nodes[v->group - 1] : v;
+		if (conv->op != IR_CONV2D)
+			continue;
+		bool last = true;
+		for (int j = v->id + 1; v->group && j < g->nnodes; j++)
+			last &= g->nodes[j]->group != v->group;
+		if (!last)
+			continue;
+		p->host = conv->id + 1;
+		fused++;
+	}
+	return fused;
+}
+
+/* cross_entropy runs in the kernel of its gradient (same logits, same targets), which
+ * computes the rows' log-sum-exp once for both: the loss's users must all come after */
+static int loss_with_gradient(IrGraph *g, const PassUses *u)
+{
+	int fused = 0;
+	for (int i = 0; i < g->nnodes; i++) {
+		IrNode *b = g->nodes[i];
+		if (b->op != IR_CROSS_ENTROPY_BWD)
+			continue;
+		const IrNode *x = b->in[1];
+		for (int k = u->off[x->id]; k < u->off[x->id + 1]; k++) {
+			IrNode *ce = u->use[k];
+			if (ce->op != IR_CROSS_ENTROPY || ce->in[1] != b->in[2] || ce->host || ce->id > b->id)
+				continue;
+			bool later = true;
+			for (int j = u->off[ce->id]; j < u->off[ce->id + 1]; j++)
+				later &= u->use[j]->id > b->id;
+			if (later) {
+				ce->host = b->id + 1;
+				fused++;
+				break;
+			}
+		}
+	}
+	return fused;
+}
+
 int pass_fuse(IrGraph *g)
 {
 	Fuse f = { .g = g, .u = pass_uses(g) };
@@ -128,7 +338,7 @@ int pass_fuse(IrGraph *g)
 	f.next = arena_alloc(g->arena, sizeof(int) * (size_t)(g->nnodes + 2));
 	f.size = arena_alloc(g->arena, sizeof(int) * (size_t)(g->nnodes + 2));
 	for (int i = 0; i < g->nnodes; i++)
-		g->nodes[i]->group = 0;
+		g->nodes[i]->group = g->nodes[i]->cgroup = g->nodes[i]->host = g->nodes[i]->tail = 0;
 	int fused = 0;
 	for (int i = 0; i < g->nnodes; i++) {
 		IrNode *n = g->nodes[i];
@@ -141,5 +351,9 @@ int pass_fuse(IrGraph *g)
 				break;
 			}
 	}
-	return fused;
+	fused += channel_groups(g, &f.u);
+	fused += reduction_tails(g, &f.u);
+	fused += pools_in_convolutions(g);
+	fused += loss_with_gradient(g, &f.u);
+	return fused + update_epilogues(g, &f.u);
 }

@@ -13,11 +13,14 @@ twice, in float32 and in float64, and afterwards every parameter and every
 batchnorm running_mean and running_var of nnc must agree with PyTorch
 float64:
 
-    max |nnc - torch f64| / max |torch f64|  <  1e-4      for each tensor
+    max |nnc - torch f64| / max |torch f64|  <  max(1e-4, 2 * floor)   for each tensor
 
-The distances of nnc to PyTorch float32 and of PyTorch float32 to float64
-are printed beside it. Why float64 is the oracle here, and why eps is 1e-3:
-see EPS.
+where floor is how far float64 itself moves when its initial weights are
+perturbed by one float32 rounding (see NOISE): 0 for most tensors, about 1e-3
+for some batchnorm biases of resnet_mini, whose 5-step trajectory is that
+sensitive. The distances of nnc to PyTorch float32 and of PyTorch float32 to
+float64 are printed beside it. Why float64 is the oracle here, and why eps is
+1e-3: see EPS.
 
 usage: /usr/bin/python3 tests/torch/parity_models.py path/to/nnc path/to/libnnrt.a [filter]
 """
@@ -62,6 +65,16 @@ STEPS, LR = 5, 1e-3
 # gradients of those biases are within 2e-8 of float64's). nnc stays within
 # 2e-5 of float64, so float64 is the reference every tensor is held to.
 EPS = 1e-3
+
+# Even at eps 1e-3 a few tensors of resnet_mini are ill-conditioned after 5
+# steps: PyTorch float64 started from weights multiplied by (1 + 1e-7 r), r
+# standard normal (one float32 rounding), ends 0.9e-3 and 2.0e-3 of their
+# scale away from the unperturbed run on bottleneck1's batchnorm biases in two
+# of three trials (measured). A different but equally exact float32 summation
+# order (nnc's convolution weight gradients summed per thread slot) lands as
+# far. So each tensor's tolerance is widened to twice that floor, measured
+# here by NOISE perturbed float64 runs; every other tensor stays at 1e-4.
+NOISE, NOISE_REL = 3, 1e-7
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 
@@ -152,10 +165,19 @@ def run_case(tmp, name, eps, nnc, lib):
         raise RuntimeError(f"{tag}: the generated program failed:\n{r.stdout}{r.stderr}")
     ref32 = torch_train(model, start, x, y, loss_fn, eps, batch, torch.float32)
     ref64 = torch_train(model, start, x, y, loss_fn, eps, batch, torch.float64)
+    floor = {k: 0.0 for k in ref64}
+    g = torch.Generator().manual_seed(5)
+    for _ in range(NOISE):
+        pert = {k: (v.double() * (1 + NOISE_REL * torch.randn(v.shape, generator=g, dtype=torch.float64))).to(v.dtype)
+                for k, v in start.items()}
+        r = torch_train(model, pert, x, y, loss_fn, eps, batch, torch.float64)
+        for k in ref64:
+            floor[k] = max(floor[k], float(np.max(np.abs(r[k] - ref64[k]))))
     ours = read_safetensors(w1)
     if set(ours) != set(ref32):
         raise RuntimeError(f"{tag}: nnc saved {sorted(ours)}, PyTorch has {sorted(ref32)}")
-    worst = {"nnc_vs_f32": (0.0, ""), "nnc_vs_f64": (0.0, ""), "f32_vs_f64": (0.0, "")}
+    worst = {"nnc_vs_f32": (0.0, ""), "nnc_vs_f64": (0.0, ""), "f32_vs_f64": (0.0, ""), "floor": (0.0, "")}
+    bad = []
     for key in ref32:
         a, b, c = ours[key].astype(np.float64), ref32[key], ref64[key]
         if np.max(np.abs(b - start[key].numpy())) == 0:
@@ -165,6 +187,11 @@ def run_case(tmp, name, eps, nnc, lib):
             v = float(np.max(np.abs(d)) / scale)
             if v >= worst[what][0]:
                 worst[what] = (v, key)
+        fl = floor[key] / scale
+        worst["floor"] = max(worst["floor"], (fl, key))
+        if float(np.max(np.abs(a - c)) / scale) >= max(TOL, 2 * fl):
+            bad.append(f"{key} {float(np.max(np.abs(a - c)) / scale):.1e} (floor {fl:.1e})")
+    worst["bad"] = bad
     return worst
 
 
@@ -187,10 +214,11 @@ def main():
                 print(f"FAIL {name}: {e}")
                 failed += 1
                 continue
-            ok = w["nnc_vs_f64"][0] < TOL
+            ok = not w["bad"]
             print(f"{'ok  ' if ok else 'FAIL'} {name:12s} eps {eps:g}: vs torch f64 {w['nnc_vs_f64'][0]:.1e} "
                   f"({w['nnc_vs_f64'][1]});  torch f32 vs f64 {w['f32_vs_f64'][0]:.1e} ({w['f32_vs_f64'][1]}), "
-                  f"nnc vs torch f32 {w['nnc_vs_f32'][0]:.1e};  {time.time() - t0:.0f} s")
+                  f"nnc vs torch f32 {w['nnc_vs_f32'][0]:.1e};  float64 noise floor {w['floor'][0]:.1e} ({w['floor'][1]});  "
+                  f"{time.time() - t0:.0f} s" + "".join("\n     beyond tolerance: " + b for b in w["bad"]))
             passed += ok
             failed += not ok
     print(f"parity_models: {passed} passed, {failed} failed ({time.time() - start:.0f} s)")
