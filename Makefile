@@ -11,6 +11,17 @@ CFLAGS  ?= -O2 -g
 # its AVX2+FMA kernel when the flags allow it. `make RUNTIME_ARCH=` builds the
 # portable runtime; a change of RUNTIME_ARCH rebuilds the runtime's objects.
 RUNTIME_ARCH ?= -march=native
+# `make BLAS=openblas`: the runtime's GEMM calls OpenBLAS (libopenblas-dev,
+# installed when missing) instead of its own kernels, and everything that
+# links the runtime links -lopenblas. The default build needs no BLAS.
+BLAS ?=
+ifeq ($(BLAS),openblas)
+RUNTIME_DEFS := -DNNRT_BLAS_OPENBLAS
+BLAS_LIBS := -lopenblas
+BLAS_DEPS := openblas-dev
+else ifneq ($(BLAS),)
+$(error BLAS=$(BLAS): the choices are openblas, or nothing for the built-in GEMM)
+endif
 WARN    := -std=c11 -Wall -Wextra -Wno-unused-function
 LLVM_CONFIG ?= $(shell command -v llvm-config-14 || command -v llvm-config)
 # LLVM-C for emit_llvm.c and jit.c: the headers (as system headers, so their
@@ -30,8 +41,9 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 CPPFLAGS += -DNNC_VERSION='"$(VERSION)"'
 
 COMPILER_SRC := arena.c diag.c ast.c elab.c ir.c shape.c summary.c autodiff.c optim.c modes.c \
-                loop.c lower.c memplan.c loop_interp.c emit_c.c emit_llvm.c jit.c compile.c \
-                passes/util.c passes/manager.c passes/dce.c passes/cse.c passes/fold.c passes/simplify.c passes/fuse.c
+                loop.c loop_par.c lower.c memplan.c loop_interp.c emit_c.c emit_llvm.c jit.c compile.c \
+                passes/util.c passes/manager.c passes/dce.c passes/cse.c passes/fold.c passes/simplify.c passes/fuse.c \
+                passes/bottleneck.c passes/bnfold.c embed.c
 COMPILER_OBJ := $(addprefix $(BUILD)/compiler/,$(COMPILER_SRC:.c=.o)) \
                 $(BUILD)/compiler/parser.o $(BUILD)/compiler/lexer.o
 MAIN_OBJ     := $(BUILD)/compiler/main.o
@@ -46,7 +58,7 @@ RUNTIME_TESTS := $(patsubst tests/runtime/%.c,%,$(wildcard tests/runtime/test_*.
 RUNTIME_TESTS += test_gemm_portable
 
 .PHONY: all deps test test-plain test-san unit runtime-tests golden torch robust suite e2e demo clean bench-frontend \
-        bench-gemm FORCE \
+        bench-gemm bench test-blas openblas-dev FORCE \
         shapes
 all: nnc runtime/libnnrt.a
 
@@ -63,7 +75,7 @@ $(COMPILER_OBJ) $(MAIN_OBJ) $(addprefix $(BUILD)/tests/,$(UNIT_TESTS)): CPPFLAGS
 # nnc holds the runtime for the JIT (nnc train); -rdynamic lets JIT-compiled
 # code find nnc's own symbols
 $(BUILD)/nnc: $(COMPILER_OBJ) $(MAIN_OBJ) $(RUNTIME_LIB)
-	$(CC) $(LDFLAGS) -rdynamic -pthread -o $@ $(COMPILER_OBJ) $(MAIN_OBJ) $(RUNTIME_LIB) $(LLVM_LIBS) -lz -lm
+	$(CC) $(LDFLAGS) -rdynamic -pthread -o $@ $(COMPILER_OBJ) $(MAIN_OBJ) $(RUNTIME_LIB) $(BLAS_LIBS) $(LLVM_LIBS) -lz -lm
 
 $(BUILD)/compiler/parser.c $(BUILD)/compiler/parser.h &: compiler/parser.y
 	@mkdir -p $(dir $@)
@@ -86,22 +98,22 @@ $(BUILD)/compiler/%.o: compiler/%.c $(BUILD)/compiler/parser.h
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/support.h tests/unit/gradcheck.h $(COMPILER_OBJ) $(RUNTIME_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -rdynamic -pthread -o $@ $< $(COMPILER_OBJ) \
-		$(RUNTIME_LIB) $(LLVM_LIBS) -lcmocka -lz -lm
+		$(RUNTIME_LIB) $(BLAS_LIBS) $(LLVM_LIBS) -lcmocka -lz -lm
 
 $(BUILD)/runtime/%.o: runtime/%.c runtime/nnrt.h $(BUILD)/runtime/arch
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(RUNTIME_ARCH) -MMD -MP -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(RUNTIME_DEFS) $(WARN) $(CFLAGS) $(RUNTIME_ARCH) -MMD -MP -c -o $@ $<
 
-# the RUNTIME_ARCH the objects were built with, rewritten only when it changes
+# the RUNTIME_ARCH (and BLAS) the objects were built with, rewritten only when it changes
 $(BUILD)/runtime/arch: FORCE
 	@mkdir -p $(dir $@)
-	@echo '$(RUNTIME_ARCH)' | cmp -s - $@ || echo '$(RUNTIME_ARCH)' > $@
+	@echo '$(RUNTIME_ARCH) $(RUNTIME_DEFS)' | cmp -s - $@ || echo '$(RUNTIME_ARCH) $(RUNTIME_DEFS)' > $@
 
 $(BUILD)/runtime/gemm_portable.o: runtime/gemm.c runtime/nnrt.h $(BUILD)/runtime/arch
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DNNRT_GEMM_PORTABLE $(WARN) $(CFLAGS) $(RUNTIME_ARCH) -c -o $@ $<
 
-$(RUNTIME_LIB): $(RUNTIME_OBJ)
+$(RUNTIME_LIB): $(RUNTIME_OBJ) | $(BLAS_DEPS)
 	rm -f $@
 	ar rcs $@ $^
 
@@ -110,7 +122,8 @@ runtime/libnnrt.a: $(RUNTIME_LIB)
 
 $(BUILD)/tests/runtime/%: tests/runtime/%.c $(RUNTIME_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $< $(RUNTIME_LIB) -lcmocka -lz -lm
+	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $< $(RUNTIME_LIB) $(BLAS_LIBS) \
+		-lcmocka -lz -lm
 
 # the portable gemm object comes first, so the library's gemm.o is not linked
 $(BUILD)/tests/runtime/test_gemm_portable: tests/runtime/test_gemm.c $(BUILD)/runtime/gemm_portable.o $(RUNTIME_LIB)
@@ -156,13 +169,18 @@ torch: $(BUILD)/nnc $(RUNTIME_LIB)
 # real training on Fashion-MNIST and the shapes set through the emitted C
 # (plain build only: it is long); asan_examples.sh builds each example's C
 # with the sanitizers against the sanitized runtime for a few steps; llvm.sh checks
-# the JIT and --emit=obj against the emitted C on every example
+# the JIT and --emit=obj against the emitted C on every example; threads.sh that
+# 1 and 2 threads train to the same bits; bnfold.sh checks batchnorm folding and
+# --embed-weights against the unfolded code
 e2e: $(BUILD)/nnc $(RUNTIME_LIB) $(SHAPES_DATA)
 	@$(MAKE) --no-print-directory SAN=1 build-san/libnnrt.a
 	@sh tests/e2e/codegen.sh $(BUILD)/nnc $(RUNTIME_LIB)
 	@sh tests/e2e/llvm.sh $(BUILD)/nnc $(RUNTIME_LIB)
+	@sh tests/e2e/threads.sh $(BUILD)/nnc $(RUNTIME_LIB)
 	@sh tests/e2e/resume.sh $(BUILD)/nnc $(RUNTIME_LIB)
 	@sh tests/e2e/commands.sh $(BUILD)/nnc
+	@sh tests/e2e/bottleneck.sh $(BUILD)/nnc
+	@sh tests/e2e/bnfold.sh $(BUILD)/nnc $(RUNTIME_LIB)
 	@sh tests/e2e/asan_examples.sh $(BUILD)/nnc build-san/libnnrt.a
 	@sh tests/e2e/train_mlp.sh $(BUILD)/nnc $(RUNTIME_LIB)
 	@sh tests/e2e/train_cnn.sh $(BUILD)/nnc $(RUNTIME_LIB)
@@ -193,17 +211,34 @@ demo: deps nnc
 bench-frontend: nnc
 	@python3 bench/frontend.py ./nnc 200
 
-# nnrt_sgemm against OpenBLAS at 1 and 2 threads, as a markdown table. OpenBLAS
-# is the bench's alone (installed here when missing), never a test's.
-bench-gemm: $(RUNTIME_LIB)
+# OpenBLAS, for the benches and BLAS=openblas alone (never a test's): installed when missing
+openblas-dev:
 	@dpkg-query -W -f='$${Status}' libopenblas-dev 2>/dev/null | grep -q 'install ok installed' || { \
-		echo "bench-gemm: installing libopenblas-dev"; \
+		echo "installing libopenblas-dev"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
 		$$SUDO apt-get update -q >/dev/null && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends libopenblas-dev >/dev/null; }
-	@mkdir -p $(BUILD)/bench
-	$(CC) $(CPPFLAGS) $(WARN) -O2 $(RUNTIME_ARCH) -o $(BUILD)/bench/gemm bench/gemm.c $(RUNTIME_LIB) -lopenblas -lm -pthread
+
+# nnrt_sgemm against OpenBLAS at 1 and 2 threads, as a markdown table
+$(BUILD)/bench/gemm: bench/gemm.c $(RUNTIME_LIB) | openblas-dev
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(WARN) -O2 $(RUNTIME_ARCH) -o $@ bench/gemm.c $(RUNTIME_LIB) -lopenblas -lm -pthread
+
+bench-gemm: $(BUILD)/bench/gemm
 	@$(BUILD)/bench/gemm
 
+# training speed of the examples, nnc against PyTorch at 1 and 2 threads, -O0
+# against -O2, and the GEMM against OpenBLAS: bench/train.py writes
+# bench/results.md (about 15 minutes on 2 cores; BENCH_REPS, BENCH_SCALE)
+bench: nnc runtime/libnnrt.a $(SHAPES_DATA) $(BUILD)/bench/gemm
+	@python3 bench/train.py ./nnc runtime/libnnrt.a $(BUILD)/bench/gemm
+
+# the runtime's GEMM test against the OpenBLAS build, in build-blas/
+# (installs libopenblas-dev when missing; not part of make test)
+test-blas:
+	@$(MAKE) --no-print-directory BLAS=openblas BUILD=build-blas build-blas/tests/runtime/test_gemm
+	@nm build-blas/libnnrt.a | grep -q ' U cblas_sgemm' || { echo "test-blas: the runtime does not call OpenBLAS"; exit 1; }
+	build-blas/tests/runtime/test_gemm
+
 clean:
-	rm -rf build build-san nnc runtime/libnnrt.a examples/shapes
+	rm -rf build build-san build-blas nnc runtime/libnnrt.a examples/shapes

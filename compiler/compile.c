@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "embed.h"
 #include "lower.h"
 #include "memplan.h"
 #include "modes.h"
@@ -108,9 +109,13 @@ static bool back_end(Compile *c, const CompileOpts *o)
 	const Model *m = c->model;
 	PassOpts o2 = { .olevel = 2 };
 	const PassOpts *po = o->passes ? o->passes : &o2;
+	/* passes that compute from the weights (bnfold) need a forward-only module */
+	PassOpts pi = *po, pt = *po;
+	pi.frozen = po->frozen && o->inference;
+	pt.frozen = false;
 	c->infer = mode_inference(m->graph);
 	verify(c->infer, "inference");
-	pass_run_all(c->infer, po, &c->stats_infer);
+	pass_run_all(c->infer, &pi, &c->stats_infer);
 	if (!o->inference && m->graph->loss) {
 		c->train = mode_training(m->graph, &m->train);
 		if (c->diag.nerrors) {
@@ -118,13 +123,17 @@ static bool back_end(Compile *c, const CompileOpts *o)
 			return false;
 		}
 		verify(c->train, "training");
-		pass_run_all(c->train, po, &c->stats_train);
+		pass_run_all(c->train, &pt, &c->stats_train);
 	}
 	if (o->upto < UPTO_LOOPS)
 		return true;
 	c->loops = lower_model(c->arena, m, c->infer, c->train, c->src.name);
 	if (!c->loops) {
 		c->failed_stage = "lower";
+		return false;
+	}
+	if (o->embed_weights && !embed_weights(c->loops, o->embed_weights)) {
+		c->failed_stage = "embed";
 		return false;
 	}
 	pass_memplan(c->loops);
@@ -168,6 +177,9 @@ static void run(Compile *c, const CompileOpts *o)
 		c->failed_stage = "select";
 		goto out;
 	}
+	/* -fbottleneck changes the model itself: before its training and inference graphs */
+	if (o && o->bottleneck > 0)
+		pass_bottleneck(c->model->graph, o->bottleneck, &c->bottleneck);
 	for (int i = 0; i < c->prog->nmodels; i++)
 		verify(c->prog->models[i]->graph, "model");
 	if (o && o->upto >= UPTO_GRAPHS && !back_end(c, o))

@@ -25,6 +25,8 @@ typedef struct CompileOpts {
 	const char *optimizer;	/* --optimizer SPEC: replaces the train section's, e.g. "sgd(lr=0.1, momentum=0.9)" */
 	const PassOpts *passes;	/* -O level, --disable-pass, --print-ir-after; NULL: -O2 */
 	int64_t mem_budget;	/* --mem-budget BYTES: fail when the planned training arena is larger; 0: none */
+	const char *embed_weights;	/* --embed-weights FILE (with inference): weights compiled in (embed.h) */
+	int bottleneck;		/* -fbottleneck=R: the bottleneck rewrite of the model (passes/bottleneck.c); 0: off */
 } CompileOpts;
 
 typedef struct Compile {
@@ -38,6 +40,7 @@ typedef struct Compile {
 	IrGraph *train;		/* UPTO_GRAPHS: forward, backward and updates; NULL without a loss */
 	struct LoopModule *loops;	/* UPTO_LOOPS */
 	PassStats stats_infer, stats_train;	/* rewrites of each pass on each graph */
+	PassBottleneckLog bottleneck;	/* -fbottleneck: what the rewrite changed in the model */
 	int nerrors;
 	const char *first_error;	/* message of the first error, no location */
 	const char *failed_stage;	/* "read", "parse", "elaborate", "shape" or NULL */

@@ -8,6 +8,9 @@
  * init() lays the buffers out for a maximum batch, and the functions take
  * the batch size n <= that maximum. It calls into libnnrt for GEMM, random
  * numbers, initializers and weight files; it never calls malloc.
+ * Outermost parallel loops (the ones loop_par.c picks) become static
+ * functions over a chunk of their iterations, which the kernel runs through
+ * nnrt_parallel_for_grain (docs/threads.md).
  */
 #include "emit_c.h"
 
@@ -24,6 +27,8 @@ typedef struct Emit {
 	const char *p;		/* symbol prefix */
 	const char *P;		/* the same, upper case, for macros */
 	const bool *kernel_scope;	/* by buffer id: declared by each kernel that uses it (memplan.c) */
+	const LoopFn *fn;		/* the function being emitted */
+	const LoopPars *pars;		/* its outlined parallel loops; NULL inside one */
 } Emit;
 
 static const char *ctype(LoopType t)
@@ -153,6 +158,88 @@ static bool kernel_decls(Emit *e, const LoopStmt *s, int ind)
 	return open;
 }
 
+static void body(Emit *e, const LoopStmt *s, int ind, bool top);
+static const char *buf_ctype(const LoopBuf *b);
+
+/* ---- outlined parallel loops (loop.h): a struct of what the body reads,
+ * the body over a chunk [begin, end) of the iterations, and the call ---- */
+
+static void par_struct(Emit *e, const LoopPar *lp, int k)
+{
+	FILE *o = e->o;
+	fprintf(o, "/* k_%s's parallel loop over i%d, outlined: nnrt_parallel_for_grain runs chunks of it */\n",
+		e->fn->name, lp->loop->var->id);
+	fprintf(o, "struct k_%s_par%d_args {\n        NnrtCtx *ctx;\n        int64_t n;\n", e->fn->name, k);
+	for (int i = 0; i < e->m->nbufs; i++)
+		if (lp->bufs[i])
+			fprintf(o, "        %s *b%d;\n", buf_ctype(e->m->bufs[i]), i);
+	for (int i = 0; i < e->fn->nvars; i++)
+		if (lp->captured[i])
+			fprintf(o, "        %s %c%d;\n", ctype(e->fn->vars[i]->type), e->fn->vars[i]->is_index ? 'i' : 'v', i);
+	fprintf(o, "};\n\n");
+}
+
+static void par_fn(Emit *e, const LoopPar *lp, int k)
+{
+	FILE *o = e->o;
+	const LoopStmt *s = lp->loop;
+	const LoopFn *f = e->fn;
+	par_struct(e, lp, k);
+	fprintf(o, "static void k_%s_par%d(void *arg, int64_t begin, int64_t end)\n{\n", f->name, k);
+	fprintf(o, "        const struct k_%s_par%d_args *a = arg;\n", f->name, k);
+	if (lp->uses_ctx)
+		fprintf(o, "        NnrtCtx *ctx = a->ctx;\n");
+	if (lp->uses_n)
+		fprintf(o, "        const int64_t n = a->n;\n");
+	for (int i = 0; i < e->m->nbufs; i++)
+		if (lp->bufs[i])
+			fprintf(o, "        %s *restrict b%d = a->b%d;\n", buf_ctype(e->m->bufs[i]), i, i);
+	for (int i = 0; i < f->nvars; i++) {
+		char c = f->vars[i]->is_index ? 'i' : 'v';
+		if (lp->captured[i])
+			fprintf(o, "        const %s %c%d = a->%c%d;\n", ctype(f->vars[i]->type), c, i, c, i);
+		else if (lp->locals[i])
+			fprintf(o, "        %s v%d;\n", ctype(f->vars[i]->type), i);
+	}
+	bool zero = s->lo->kind == LE_CONST && s->lo->i == 0;
+	for (int k2 = 0; k2 < 2; k2++) {
+		fprintf(o, k2 ? "; i%d < " : "        for (int64_t i%d = ", s->var->id);
+		if (!zero) {
+			expr(e, s->lo);
+			fprintf(o, " + ");
+		}
+		fprintf(o, k2 ? "end" : "begin");
+	}
+	fprintf(o, "; i%d++) {\n", s->var->id);
+	const LoopPars *pars = e->pars;
+	e->pars = NULL;	/* nested parallel loops run serially here */
+	body(e, s->body, 16, false);
+	e->pars = pars;
+	fprintf(o, "        }\n}\n\n");
+}
+
+/* the loop as a call of the runtime; the caller indented the first line */
+static void par_call(Emit *e, const LoopPar *lp, int k, int ind)
+{
+	FILE *o = e->o;
+	const LoopStmt *s = lp->loop;
+	const LoopFn *f = e->fn;
+	fprintf(o, "{\n%*sstruct k_%s_par%d_args a = { ctx, n", ind + 8, "", f->name, k);
+	for (int i = 0; i < e->m->nbufs; i++)
+		if (lp->bufs[i])
+			fprintf(o, ", b%d", i);
+	for (int i = 0; i < f->nvars; i++)
+		if (lp->captured[i])
+			fprintf(o, ", %c%d", f->vars[i]->is_index ? 'i' : 'v', i);
+	fprintf(o, " };\n%*snnrt_parallel_for_grain(", ind + 8, "");
+	expr(e, s->hi);
+	if (!(s->lo->kind == LE_CONST && s->lo->i == 0)) {
+		fprintf(o, " - ");
+		expr(e, s->lo);
+	}
+	fprintf(o, ", %" PRId64 ", k_%s_par%d, &a);\n%*s}\n", lp->work, f->name, k, ind, "");
+}
+
 static void body(Emit *e, const LoopStmt *s, int ind, bool top)
 {
 	FILE *o = e->o;
@@ -164,8 +251,13 @@ static void body(Emit *e, const LoopStmt *s, int ind, bool top)
 		if (guard)	/* the output argument is optional */
 			fprintf(o, "%*sif (out) {\n", ind, ""), ind += 8;
 		fprintf(o, "%*s", ind, "");
+		int par = e->pars ? loop_par_index(e->pars, s) : -1;
 		switch (s->kind) {
 		case LS_FOR:
+			if (par >= 0) {
+				par_call(e, &e->pars->par[par], par, ind);
+				break;
+			}
 			fprintf(o, "for (int64_t i%d = ", s->var->id);
 			expr(e, s->lo);
 			fprintf(o, "; i%d < ", s->var->id);
@@ -223,7 +315,18 @@ static void body(Emit *e, const LoopStmt *s, int ind, bool top)
 
 static bool in_arena(const LoopBuf *b)
 {
-	return b->kind != LB_ARG_X && b->kind != LB_ARG_Y && b->kind != LB_ARG_OUT;
+	return b->kind != LB_ARG_X && b->kind != LB_ARG_Y && b->kind != LB_ARG_OUT && b->kind != LB_CONST;
+}
+
+/* the element type a kernel's pointer to b has: arguments x and y, and compiled-in weights, are read only */
+static const char *buf_ctype(const LoopBuf *b)
+{
+	static char t[32];
+	if (b->kind == LB_ARG_X || b->kind == LB_ARG_Y || b->kind == LB_CONST)
+		snprintf(t, sizeof t, "const %s", ctype(b->type));
+	else
+		snprintf(t, sizeof t, "float");
+	return t;
 }
 
 /* the memory plan lets temporaries of disjoint lifetimes share memory: such
@@ -261,6 +364,11 @@ static void kernel_signature(Emit *e, const LoopFn *f)
 static void function(Emit *e, const LoopFn *f)
 {
 	FILE *o = e->o;
+	LoopPars pars = loop_pars(e->m, f);
+	e->fn = f;
+	for (int k = 0; k < pars.npar; k++)
+		par_fn(e, &pars.par[k], k);
+	e->pars = &pars;
 	kernel_signature(e, f);
 	fprintf(o, "{\n");
 	bool *used = arena_alloc(e->m->arena, (size_t)e->m->nbufs + 1);
@@ -274,6 +382,8 @@ static void function(Emit *e, const LoopFn *f)
 			kernel_scope[i] = true;
 		else if (in_arena(b))
 			fprintf(o, "        float *restrict b%d = ctx->b[%d];\n", i, i);
+		else if (b->kind == LB_CONST)
+			fprintf(o, "        const float *restrict b%d = w%d;\n", i, i);
 		else if (b->kind == LB_ARG_X)
 			fprintf(o, "        const float *restrict b%d = x;\n", i);
 		else if (b->kind == LB_ARG_Y)
@@ -282,7 +392,7 @@ static void function(Emit *e, const LoopFn *f)
 			fprintf(o, "        float *restrict b%d = out;\n", i);
 	}
 	for (int i = 0; i < f->nvars; i++)
-		if (!f->vars[i]->is_index)
+		if (pars.outer_locals[i])
 			fprintf(o, "        %s v%d;\n", ctype(f->vars[i]->type), i);
 	fprintf(o, "        (void)n;\n        (void)x;\n        (void)out;\n");
 	if (strcmp(f->name, "forward"))
@@ -292,6 +402,7 @@ static void function(Emit *e, const LoopFn *f)
 	e->kernel_scope = kernel_scope;
 	body(e, f->body, 8, true);
 	e->kernel_scope = NULL;
+	e->pars = NULL;
 	if (f->result && kernel_scope[f->result->id])
 		fprintf(o, "        return ctx->b[%d][0];\n", f->result->id);
 	else if (f->result)
@@ -336,6 +447,14 @@ static void header(Emit *e, const char *hname)
 		   " * static plan: temporaries that are never live at once share memory.\n",
 		e->p, ms.batch, ms.total);
 	memplan_print(o, &ms, " * ");
+	int64_t consts = 0;
+	for (int i = 0; i < e->m->nbufs; i++)
+		consts += e->m->bufs[i]->data ? e->m->bufs[i]->elems : 0;
+	if (mm->embedded)
+		fprintf(o, " *\n * The weights are compiled in, from %s (nnc --embed-weights): %" PRId64 " floats\n"
+			   " * of constants outside the arena. The code needs no weights file and has no\n"
+			   " * %s_load or %s_save; %s_init's seed is unused.\n",
+			mm->embedded, consts, e->p, e->p, e->p);
 	fprintf(o, " */\n");
 	fprintf(o, "#ifndef %s_H\n#define %s_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n#include \"nnrt.h\"\n\n", e->P, e->P);
 	fprintf(o, "#define %s_IN_ELEMS %" PRId64 "\n", e->P, mm->in_elems);
@@ -357,6 +476,8 @@ static void header(Emit *e, const char *hname)
 	fprintf(o, "/* inference for n <= max_batch samples: out = model(x) */\n");
 	for (int i = 0; i < e->m->nfns; i++) {
 		const LoopFn *f = e->m->fns[i];
+		if (!strcmp(f->name, "prepare"))
+			continue;	/* init and load run it */
 		if (!strcmp(f->name, "eval"))
 			fprintf(o, "/* the loss in inference mode; fills out unless it is NULL */\n");
 		if (!strcmp(f->name, "train_step"))
@@ -366,11 +487,12 @@ static void header(Emit *e, const char *hname)
 	}
 	fprintf(o, "/* the learning rate for the next steps (schedules set it per epoch) */\n"
 		   "void %s_set_lr(%s_ctx *ctx, double lr);\n", e->p, e->p);
-	fprintf(o, "/* weights (parameters and running statistics) as safetensors, with PyTorch's state_dict names;\n"
-		   " * save writes atomically. Both return 0, or -1 with err->msg set */\n"
-		   "int %s_save(const %s_ctx *ctx, const char *path, NnrtError *err);\n"
-		   "int %s_load(%s_ctx *ctx, const char *path, NnrtError *err);\n",
-		e->p, e->p, e->p, e->p);
+	if (!mm->embedded)
+		fprintf(o, "/* weights (parameters and running statistics) as safetensors, with PyTorch's state_dict names;\n"
+			   " * save writes atomically. Both return 0, or -1 with err->msg set */\n"
+			   "int %s_save(const %s_ctx *ctx, const char *path, NnrtError *err);\n"
+			   "int %s_load(%s_ctx *ctx, const char *path, NnrtError *err);\n",
+			e->p, e->p, e->p, e->p);
 	fprintf(o, "/* the model for nnrt_train_main() and other generic drivers */\nextern const NnrtModelInfo %s_info;\n\n", e->p);
 	fprintf(o, "#endif\n");
 }
@@ -418,7 +540,8 @@ static void buffer_table(Emit *e)
 {
 	FILE *o = e->o;
 	static const char *const kinds[] = { "NNRT_BUF_PARAM", "NNRT_BUF_STATE", "NNRT_BUF_OPT", "NNRT_BUF_TEMP",
-					     "NNRT_BUF_ARG_X", "NNRT_BUF_ARG_Y", "NNRT_BUF_ARG_OUT" };
+					     "NNRT_BUF_ARG_X", "NNRT_BUF_ARG_Y", "NNRT_BUF_ARG_OUT", "NNRT_BUF_FOLDED",
+					     "NNRT_BUF_CONST" };
 	static const char *const inits[] = { "NNRT_INIT_NONE", "NNRT_INIT_UNIFORM", "NNRT_INIT_CONST" };
 	fprintf(o, "/* every buffer: elements per sample when batched, else in all; arguments live outside the arena */\n");
 	fprintf(o, "static const NnrtBuffer buffers[%s_NUM_BUFFERS] = {\n", e->P);
@@ -434,6 +557,22 @@ static void buffer_table(Emit *e)
 			b->kind == LB_TEMP ? b->plan_fixed : 0, i, named ? "" : ": ", named ? "" : b->name ? b->name : "");
 	}
 	fprintf(o, "};\n\n");
+}
+
+/* --embed-weights: the weights the kernels read, exact as hex floats, 8 to a line */
+static void const_arrays(Emit *e)
+{
+	for (int i = 0; i < e->m->nbufs; i++) {
+		const LoopBuf *b = e->m->bufs[i];
+		if (b->kind != LB_CONST || !b->data)
+			continue;
+		fprintf(e->o, "static const float w%d[%" PRId64 "] = {\t/* %s */", i, b->elems, b->name);
+		for (int64_t k = 0; k < b->elems; k++) {
+			fprintf(e->o, "%s", k % 8 ? ", " : k ? ",\n        " : "\n        ");
+			fconst(e->o, b->data[k], LT_F32);
+		}
+		fprintf(e->o, "\n};\n\n");
+	}
 }
 
 static void info(Emit *e)
@@ -476,21 +615,28 @@ static void api(Emit *e)
 	FILE *o = e->o;
 	const char *p = e->p;
 	fprintf(o, "size_t %s_arena_size(int64_t max_batch)\n{\n        return nnrt_arena_size(&%s_info, max_batch);\n}\n\n", p, p);
+	/* prepare (lower.c): what the kernels compute from the weights, after each change of them */
+	const char *prep = loop_find_fn(e->m, "prepare") ? "        k_prepare(&ctx->rt, 1, NULL, NULL, NULL);\n" : "";
 	fprintf(o, "void %s_init(%s_ctx *ctx, void *arena, int64_t max_batch, uint64_t seed)\n{\n"
-		   "        nnrt_init(&ctx->rt, &%s_info, ctx->bufs, arena, max_batch, seed);\n}\n\n", p, p, p);
+		   "        nnrt_init(&ctx->rt, &%s_info, ctx->bufs, arena, max_batch, seed);\n%s}\n\n", p, p, p, prep);
 	for (int i = 0; i < e->m->nfns; i++) {
 		const LoopFn *f = e->m->fns[i];
+		if (!strcmp(f->name, "prepare"))
+			continue;
 		signature(e, f, false);
 		if (!strcmp(f->name, "forward"))
 			fprintf(o, "{\n        k_forward(&ctx->rt, n, x, out);\n}\n\n");
 		else
 			fprintf(o, "{\n        return k_%s(&ctx->rt, n, x, y, out);\n}\n\n", f->name);
 	}
-	fprintf(o, "void %s_set_lr(%s_ctx *ctx, double lr)\n{\n        ctx->rt.lr = lr;\n}\n\n", p, p);
-	fprintf(o, "int %s_save(const %s_ctx *ctx, const char *path, NnrtError *err)\n{\n"
+	fprintf(o, "void %s_set_lr(%s_ctx *ctx, double lr)\n{\n        ctx->rt.lr = lr;\n}\n", p, p);
+	if (e->m->meta.embedded)
+		return;
+	fprintf(o, "\nint %s_save(const %s_ctx *ctx, const char *path, NnrtError *err)\n{\n"
 		   "        return nnrt_save_weights(&ctx->rt, path, err);\n}\n\n", p, p);
 	fprintf(o, "int %s_load(%s_ctx *ctx, const char *path, NnrtError *err)\n{\n"
-		   "        return nnrt_load_weights(&ctx->rt, path, err);\n}\n", p, p);
+		   "        if (nnrt_load_weights(&ctx->rt, path, err))\n                return -1;\n%s"
+		   "        return 0;\n}\n", p, p, prep);
 }
 
 static void source(Emit *e, const char *hname, bool with_main)
@@ -502,6 +648,7 @@ static void source(Emit *e, const char *hname, bool with_main)
 	fprintf(o, "#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n\n#include \"%s\"\n\n", hname);
 	helpers(e);
 	buffer_table(e);
+	const_arrays(e);
 	for (int i = 0; i < e->m->nfns; i++)
 		function(e, e->m->fns[i]);
 	info(e);
@@ -517,7 +664,7 @@ void emitc_header(FILE *o, const LoopModule *m, const char *prefix, const char *
 	for (; prefix[k] && k < sizeof up - 1; k++)
 		up[k] = (char)toupper((unsigned char)prefix[k]);
 	up[k] = 0;
-	Emit e = { o, m, prefix, up, NULL };
+	Emit e = { o, m, prefix, up, NULL, NULL, NULL };
 	header(&e, hname);
 }
 
@@ -528,6 +675,6 @@ void emitc_source(FILE *o, const LoopModule *m, const char *prefix, const char *
 	for (; prefix[k] && k < sizeof up - 1; k++)
 		up[k] = (char)toupper((unsigned char)prefix[k]);
 	up[k] = 0;
-	Emit e = { o, m, prefix, up, NULL };
+	Emit e = { o, m, prefix, up, NULL, NULL, NULL };
 	source(&e, hname, with_main);
 }

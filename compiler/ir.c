@@ -161,6 +161,9 @@ static void print_attrs(FILE *f, const IrNode *n)
 	case IR_BATCHNORM:
 		fprintf(f, " momentum=%g eps=%g", a->momentum, a->eps);
 		break;
+	case IR_RSQRT:
+		fprintf(f, " eps=%g", a->eps);
+		break;
 	case IR_UPSAMPLE:
 		print_pair(f, "scale", a->up);
 		fprintf(f, " mode=%s", a->mode == UP_BILINEAR ? "bilinear" : "nearest");

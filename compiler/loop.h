@@ -28,6 +28,8 @@ typedef enum {
 	LB_ARG_X,	/* the function's input argument (read only) */
 	LB_ARG_Y,	/* the function's target argument (read only) */
 	LB_ARG_OUT,	/* the function's output argument (written) */
+	LB_FOLDED,	/* computed from the weights by the prepare function (lower.c), kept; not saved */
+	LB_CONST,	/* values known at compile time (--embed-weights): `data`, not in the arena */
 } LoopBufKind;
 
 typedef enum { LI_NONE, LI_UNIFORM, LI_CONST } LoopInit;
@@ -42,6 +44,7 @@ typedef struct LoopBuf {
 	int rank;		/* parameters and state: their shape, for weight files */
 	int64_t shape[4];
 	LoopInit init;		/* how init() fills a parameter or state */
+	const float *data;	/* LB_CONST: the elems values; NULL when no function reads them */
 	double init_value;	/* the bound of LI_UNIFORM, the value of LI_CONST */
 	/* temporaries, set by memplan.c: the offset in floats into the temporaries
 	 * region is plan_ps * max_batch + plan_fixed */
@@ -157,6 +160,7 @@ typedef struct LoopMeta {
 	const char *data, *test;
 	const char *optimizer;		/* for messages: "adam(lr=0.001, ...)" */
 	int metric;			/* 0 none, 1 accuracy, 2 IoU (nnrt.h's NNRT_METRIC_*) */
+	const char *embedded;		/* --embed-weights: the file the LB_CONST weights came from; else NULL */
 } LoopMeta;
 
 typedef struct LoopModule {
@@ -211,6 +215,36 @@ LoopExpr *loop_max(LoopFn *f, LoopExpr *a, LoopExpr *b);
 
 /* marks used[b->id] for every buffer the statements (and their nested bodies) read or write */
 void loop_bufs_used(const LoopStmt *s, bool *used);
+
+/* ---- parallel loops: the ones both emitters outline (loop_par.c) ----
+ * An outermost parallel loop worth threads becomes a function of a chunk
+ * [begin, end) of its iterations, run by the runtime's
+ * nnrt_parallel_for_grain; what its body reads from outside (buffers, n, the
+ * context, enclosing counters, earlier locals) travels in a struct. A loop
+ * stays serial when it draws random numbers (the draws keep their serial
+ * order), when a local it sets is used outside it, or when its work is known
+ * at compile time to be under one grain; parallel loops inside an outlined
+ * body run serially in it. */
+enum { LOOP_GRAIN = 1 << 20 };	/* nnrt.h's NNRT_GRAIN: work (~operations) below which a chunk is not worth a thread */
+
+typedef struct LoopPar {
+	const LoopStmt *loop;
+	bool *bufs;		/* by buffer id: used inside */
+	bool *captured;		/* by variable id: read inside, set outside */
+	bool *locals;		/* by variable id: locals set inside (declared by the outlined body) */
+	bool uses_n, uses_ctx;
+	int64_t work;		/* estimated work of one iteration, for the runtime's grain */
+} LoopPar;
+
+typedef struct LoopPars {
+	LoopPar *par;		/* in the order the statements come */
+	int npar;
+	bool *outer_locals;	/* by variable id: locals used outside the outlined loops */
+} LoopPars;
+
+LoopPars loop_pars(const LoopModule *m, const LoopFn *f);
+/* s's outline (its index K in p->par), or -1 when s is not outlined */
+int loop_par_index(const LoopPars *p, const LoopStmt *s);
 
 const char *loop_type_name(LoopType t);
 void loop_print(FILE *out, const LoopModule *m);

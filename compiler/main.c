@@ -31,7 +31,8 @@ static const char usage[] =
 	"       nnc FILE.nn -o MODEL.c [--main] [--prefix NAME] [--inference] [--model NAME] [--mem-budget BYTES]\n"
 	"       nnc FILE.nn --emit=ir|dot|loops [-o OUT] [--inference] [--model NAME]\n"
 	"       nnc FILE.nn --emit=llvm|obj [-o OUT] [--main] [--prefix NAME] [--inference] [--model NAME]\n"
-	"       nnc train FILE.nn [--model NAME] [training flags: nnc train FILE.nn --help]\n"
+	"       nnc train|eval|predict FILE.nn [--model NAME] [-O0|-O1|-O2] [--disable-pass=NAME]\n"
+	"                 [-fbottleneck[=R]] [training flags: nnc train FILE.nn --help]\n"
 	"       nnc --help | --version\n"
 	"\n"
 	"Compiles neural networks written in the nn language (docs/language.md).\n"
@@ -53,10 +54,21 @@ static const char usage[] =
 	"                      (compile with: cc MODEL.c -Iruntime runtime/libnnrt.a -lz -lm)\n"
 	"  --main              (with -o) add main(): a program with the training command line\n"
 	"  --prefix NAME       (with -o) start every generated symbol with NAME (default: the model's name)\n"
-	"  --inference         forward only: no training step, no backward graph\n"
+	"  --inference         forward only: no training step, no backward graph; at -O1 and -O2\n"
+	"                      a batchnorm after a dense or convolution layer is folded into its\n"
+	"                      weights when init or load runs (pass bnfold; C and --emit=loops)\n"
+	"  --embed-weights W   (with --inference and -o MODEL.c) read the safetensors file W now,\n"
+	"                      fold it, and compile the weights into MODEL.c as constants: the\n"
+	"                      code needs no weights file\n"
 	"  -O0, -O1, -O2       graph optimization level (default -O2): -O1 cleans up (simplify,\n"
 	"                      fold, cse, dce), -O2 also fuses element-wise ops into one loop\n"
-	"  --disable-pass=NAME skip one graph pass (simplify, fold, cse, dce, fuse); repeatable\n"
+	"  --disable-pass=NAME skip one graph pass (simplify, fold, bnfold, cse, dce, fuse); repeatable\n"
+	"                      (these two also go with train, eval and predict)\n"
+	"  -fbottleneck[=R]    rewrite each KxK convolution (K >= 3, groups 1) with at least 4R\n"
+	"                      input and output channels as 1x1 (C -> C/R), KxK (C/R -> C/R),\n"
+	"                      1x1 (C/R -> F); R defaults to 4. It changes the model: use it for\n"
+	"                      train, eval and predict alike. check prints the parameters and\n"
+	"                      FLOPs before and after (docs/passes.md)\n"
 	"  --print-ir-after=PASS, --print-ir-after-all\n"
 	"                      print the graph IR to standard error after that pass (or each)\n"
 	"  --stats             (check) kernels per function at the -O level, and the rewrites\n"
@@ -84,15 +96,18 @@ typedef struct Flags {
 	const char *out;
 	const char *prefix;
 	const char *mem_budget;
+	const char *embed;	/* --embed-weights FILE */
 	int64_t budget;		/* --mem-budget in bytes, 0 without */
 	bool params, list, main, inference;
 	PassOpts passes;	/* -O, --disable-pass, --print-ir-after */
 	bool stats;		/* check --stats */
+	int bottleneck;		/* -fbottleneck=R, 0 without */
 } Flags;
 
 static const char *const known[] = { "--model", "--params", "--list", "--emit", "-o", "--help", "--version", "-h",
 				     "--main", "--prefix", "--inference", "--mem-budget", "-O0", "-O1", "-O2",
-				     "--disable-pass", "--print-ir-after", "--print-ir-after-all", "--stats" };
+				     "--disable-pass", "--print-ir-after", "--print-ir-after-all", "--stats",
+				     "-fbottleneck", "--embed-weights" };
 
 static int bad_flags(const char *fmt, const char *arg, const char *hint)
 {
@@ -145,7 +160,7 @@ static int check_pass_name(const char *flag, const char *name)
 	if (near)
 		snprintf(hint, sizeof hint, "did you mean '%s'?", near);
 	else
-		snprintf(hint, sizeof hint, "the passes: simplify, fold, cse, dce, fuse");
+		snprintf(hint, sizeof hint, "the passes: simplify, fold, bnfold, cse, dce, fuse");
 	fprintf(stderr, "nnc: error: %s: unknown pass '%s'\nhint: %s\n", flag, name, hint);
 	return 1;
 }
@@ -156,6 +171,24 @@ static int check_passes(const PassOpts *p)
 		if (check_pass_name("--disable-pass", p->disabled[i]))
 			return 1;
 	return p->print_after ? check_pass_name("--print-ir-after", p->print_after) : 0;
+}
+
+/* -fbottleneck or -fbottleneck=R into *r: 0 when it parsed, else 1 after the message */
+static int parse_bottleneck(const char *arg, int *r)
+{
+	const char *v = arg + strlen("-fbottleneck");
+	if (!*v) {
+		*r = 4;
+		return 0;
+	}
+	char *end;
+	errno = 0;
+	long k = *v == '=' && v[1] >= '0' && v[1] <= '9' ? strtol(v + 1, &end, 10) : -1;
+	if (k < 1 || *end || errno || k > 1000000)
+		return bad_flags("-fbottleneck takes a positive whole number, not '%s'", *v == '=' ? v + 1 : v,
+				 "-fbottleneck=4 makes each wide convolution's middle 4 times thinner");
+	*r = (int)k;
+	return 0;
 }
 
 /* 0: parsed; 1: error reported; 2: --help or --version handled */
@@ -182,6 +215,8 @@ static int parse_flags(int argc, char **argv, Flags *f)
 			slot = &f->prefix;
 		else if (is_flag(a, "--mem-budget"))
 			slot = &f->mem_budget;
+		else if (is_flag(a, "--embed-weights"))
+			slot = &f->embed;
 		else if (!strcmp(a, "--params"))
 			f->params = true;
 		else if (!strcmp(a, "-O0") || !strcmp(a, "-O1") || !strcmp(a, "-O2"))
@@ -202,7 +237,10 @@ static int parse_flags(int argc, char **argv, Flags *f)
 			f->inference = true;
 		else if (!strcmp(a, "--list"))
 			f->list = true;
-		else if (a[0] == '-' && a[1]) {
+		else if (is_flag(a, "-fbottleneck")) {
+			if (parse_bottleneck(a, &f->bottleneck))
+				return 1;
+		} else if (a[0] == '-' && a[1]) {
 			char word[64];
 			snprintf(word, sizeof word, "%.*s", (int)strcspn(a, "="), a);
 			const char *near = diag_closest(word, known, sizeof known / sizeof known[0]);
@@ -245,6 +283,12 @@ static int parse_flags(int argc, char **argv, Flags *f)
 		return 1;
 	if (f->stats && (!f->cmd || f->params || f->list))
 		return bad_flags("%s", "--stats goes with nnc check", NULL);
+	if (f->embed && (!f->inference || f->cmd || (f->emit && strcmp(f->emit, "loops"))))
+		return bad_flags("%s", "--embed-weights goes with --inference and -o MODEL.c (or --emit=loops)",
+				 "nnc model.nn -o model.c --inference --embed-weights w.safetensors");
+	/* forward-only C (and its loops) runs prepare after init and load: the
+	 * weights are frozen between calls, so bnfold may fold into them */
+	f->passes.frozen = f->inference && !code;
 	if (f->mem_budget && ((f->budget = memplan_parse_bytes(f->mem_budget)) <= 0))
 		return bad_flags("--mem-budget takes a size in bytes, not '%s'", f->mem_budget, "e.g. --mem-budget 512K, 64M or 2G");
 	return 0;
@@ -421,14 +465,43 @@ typedef struct RunArgs {
 	const char *cmd;		/* train, eval or predict */
 	const char *model, *optimizer, *backend;
 	bool verbose, quiet, help;
+	PassOpts passes;		/* -O0|-O1|-O2, --disable-pass */
+	int bottleneck;			/* -fbottleneck=R */
 } RunArgs;
 
-/* the arguments after `nnc CMD FILE.nn`: --model, --optimizer and --backend
- * are nnc's; the rest goes to the runtime's driver after a program name
- * (rest has room for argc) */
+/* the compiler's flags among a command's: -O0|-O1|-O2, --disable-pass=NAME,
+ * -fbottleneck[=R]; *i moves past a value. 1: taken, 0: not ours, -1: error */
+static int compiler_flag(int argc, char **argv, int *i, RunArgs *a)
+{
+	const char *f = argv[*i];
+	if (!strcmp(f, "-O0") || !strcmp(f, "-O1") || !strcmp(f, "-O2")) {
+		a->passes.olevel = f[2] - '0';
+		return 1;
+	}
+	if (is_flag(f, "-fbottleneck"))
+		return parse_bottleneck(f, &a->bottleneck) ? -1 : 1;
+	if (!is_flag(f, "--disable-pass"))
+		return 0;
+	const char *v = value(argc, argv, i);
+	if (!v || !*v || a->passes.ndisabled == PASS_MAX_DISABLED) {
+		bad_flags(v && *v ? "%s: too many of them" : "option '%s' needs a value", f, NULL);
+		return -1;
+	}
+	a->passes.disabled[a->passes.ndisabled++] = v;
+	return check_pass_name("--disable-pass", v) ? -1 : 1;
+}
+
+/* the arguments after `nnc CMD FILE.nn`: --model, --optimizer, --backend and
+ * the compiler's flags are nnc's; the rest goes to the runtime's driver after
+ * a program name (rest has room for argc) */
 static int run_args(int argc, char **argv, char **rest, int *nrest, RunArgs *a)
 {
 	for (int i = 3; i < argc; i++) {
+		int mine = compiler_flag(argc, argv, &i, a);
+		if (mine < 0)
+			return 1;
+		if (mine)
+			continue;
 		const char **slot = is_flag(argv[i], "--model") ? &a->model : is_flag(argv[i], "--optimizer") ? &a->optimizer :
 				    is_flag(argv[i], "--backend") ? &a->backend : NULL;
 		if (slot) {
@@ -545,7 +618,7 @@ static int run_c(const Compile *c, int nrest, char **rest)
 static int run_command(int argc, char **argv)
 {
 	clock_gettime(CLOCK_MONOTONIC, &verbose.t0);
-	RunArgs a = { .cmd = argv[1] };
+	RunArgs a = { .cmd = argv[1], .passes.olevel = 2 };
 	if (argc < 3 || argv[2][0] == '-') {
 		if (argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
 			fputs(usage, stdout);
@@ -563,13 +636,17 @@ static int run_command(int argc, char **argv)
 	if (!rc) {
 		bool infer = strcmp(a.cmd, "train") != 0;
 		CompileOpts o = { .model = a.model, .diag_out = stderr, .upto = UPTO_LOOPS, .inference = infer,
-				  .optimizer = a.optimizer };
+				  .optimizer = a.optimizer, .passes = &a.passes, .bottleneck = a.bottleneck };
 		Compile *c = compile_file(argv[2], &o);
 		if (c->nerrors > 1)
 			fprintf(stderr, "%d errors\n", c->nerrors);
 		if (!c->nerrors && !strcmp(a.cmd, "train") && !a.quiet && !a.help) {
 			summary_print(stdout, c->model, argv[2]);	/* what is about to train */
 			printf("\n");
+			if (a.bottleneck) {
+				summary_print_bottleneck(stdout, &c->bottleneck, c->model->graph);
+				printf("\n");
+			}
 			fflush(stdout);
 		}
 		rc = c->nerrors ? 1 : a.backend && !strcmp(a.backend, "c") ? run_c(c, nrest, rest) : run_jit(c, &a, nrest, rest);
@@ -626,7 +703,7 @@ int main(int argc, char **argv)
 	if (r)
 		return r == 2 ? 0 : 1;
 	CompileOpts o = { .model = f.model, .diag_out = stderr, .inference = f.inference, .mem_budget = f.budget,
-			  .passes = &f.passes };
+			  .passes = &f.passes, .bottleneck = f.bottleneck, .embed_weights = f.embed };
 	if (f.emit && (!strcmp(f.emit, "loops") || !strcmp(f.emit, "llvm") || !strcmp(f.emit, "obj")))
 		o.upto = UPTO_LOOPS;
 	else if (f.emit)
@@ -649,6 +726,10 @@ int main(int argc, char **argv)
 	} else if (f.cmd) {
 		summary_print(stdout, c->model, f.file);
 		print_arena(c, &o, f.file);
+		if (f.bottleneck) {
+			printf("\n");
+			summary_print_bottleneck(stdout, &c->bottleneck, c->model->graph);
+		}
 		if (f.stats)
 			print_stats(stdout, c, f.passes.olevel);
 	} else if (!f.emit) {

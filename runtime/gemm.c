@@ -36,6 +36,9 @@
  * without reading it. The packed buffers come from the heap, sized to the
  * task; without memory a task reads both sides in place instead, with the
  * same result. Stack use is about 20 KB.
+ *
+ * Built with NNRT_BLAS_OPENBLAS (make BLAS=openblas), the products go to
+ * OpenBLAS instead, with the same API and guarantees (the end of this file).
  */
 #include <stdatomic.h>
 #include <stddef.h>
@@ -602,15 +605,10 @@ static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc)
 	}
 }
 
-void nnrt_sgemm(int transa, int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-		int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+/* the built-in product, for m, n, k >= 1 and alpha != 0 */
+static void native_sgemm(int transa, int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+			 int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
-	if (m <= 0 || n <= 0)
-		return;
-	if (k <= 0 || alpha == 0.0f) {
-		scale_c(m, n, beta, c, ldc);
-		return;
-	}
 	Gemm g = {.m = m, .n = n, .k = k, .kc = even_block(k, KC, 1), .alpha = alpha, .beta = beta,
 		  .a = view(a, lda, transa), .b = view(b, ldb, transb), .c = c, .ldc = ldc,
 		  .pack_a = m * k >= PACK_A_ELEMS && n > PACK_A_COLS, .pack_b = m > MC,
@@ -626,4 +624,87 @@ void nnrt_sgemm(int transa, int transb, int64_t m, int64_t n, int64_t k, float a
 	g.grain = (g.units + TASKS_PER_THREAD * threads - 1) / (TASKS_PER_THREAD * threads);
 	atomic_init(&g.next, 0);
 	nnrt_parallel_for(threads, gemm_thread, &g);
+}
+
+#ifdef NNRT_BLAS_OPENBLAS
+/*
+ * make BLAS=openblas: the products go to OpenBLAS's cblas_sgemm (Debian's
+ * libopenblas-dev), for those who want its kernels; the default build has no
+ * dependency. OpenBLAS runs single-threaded here and the split over threads
+ * is the pool's, as for the built-in kernels: OpenBLAS's own threads would
+ * wait beside the pool's and fight them for the cores. A large product is cut
+ * into blocks of BLAS_BLOCK rows or columns of C that depend on the sizes
+ * alone, each one call, so C is bitwise the same for every thread count.
+ */
+enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112, BLAS_BLOCK = 128 };
+/* declared here, not from cblas.h: Debian's cblas.h is whichever BLAS the
+ * alternatives point at; blasint is int in Debian's (32-bit index) builds */
+void cblas_sgemm(int order, int transa, int transb, int m, int n, int k, float alpha, const float *a, int lda,
+		 const float *b, int ldb, float beta, float *c, int ldc);
+void openblas_set_num_threads(int n);
+
+typedef struct Blas {
+	int ta, tb;
+	int64_t m, n, k, lda, ldb, ldc;
+	float alpha, beta;
+	const float *a, *b;
+	float *c;
+	int split_n;		/* blocks of columns of C (else of rows) */
+} Blas;
+
+/* blocks [begin, end) of C, one cblas_sgemm each */
+static void blas_blocks(void *ctx, int64_t begin, int64_t end)
+{
+	const Blas *g = ctx;
+	for (int64_t q = begin; q < end; q++) {
+		int64_t at = q * BLAS_BLOCK, len = (g->split_n ? g->n : g->m) - at;
+		len = len < BLAS_BLOCK ? len : BLAS_BLOCK;
+		const float *a = g->a, *b = g->b;
+		float *c = g->c;
+		int m = (int)g->m, n = (int)g->n;
+		if (g->split_n)	/* columns at..: of B (its rows when transposed) and of C */
+			b += g->tb ? at * g->ldb : at, c += at, n = (int)len;
+		else		/* rows at..: of A (its columns when transposed) and of C */
+			a += g->ta ? at : at * g->lda, c += at * g->ldc, m = (int)len;
+		cblas_sgemm(CBLAS_ROW_MAJOR, g->ta ? CBLAS_TRANS : CBLAS_NO_TRANS, g->tb ? CBLAS_TRANS : CBLAS_NO_TRANS, m,
+			    n, (int)g->k, g->alpha, a, (int)g->lda, b, (int)g->ldb, g->beta, c, (int)g->ldc);
+	}
+}
+
+static int fits_int(int64_t x)
+{
+	return x <= 0x7fffffff;
+}
+
+/* OpenBLAS takes int sizes: larger products stay with the built-in kernels */
+static int blas_sgemm(int transa, int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+		      int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+	if (!fits_int(m) || !fits_int(n) || !fits_int(k) || !fits_int(lda) || !fits_int(ldb) || !fits_int(ldc))
+		return 0;
+	openblas_set_num_threads(1);
+	Blas g = {transa, transb, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c, n >= m};
+	int64_t blocks = ((g.split_n ? n : m) + BLAS_BLOCK - 1) / BLAS_BLOCK;
+	if (blocks == 1 || 2.0 * (double)m * (double)n * (double)k < PAR_FLOPS)
+		blas_blocks(&g, 0, blocks);
+	else
+		nnrt_parallel_for(blocks, blas_blocks, &g);
+	return 1;
+}
+#endif
+
+void nnrt_sgemm(int transa, int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+		int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+	if (m <= 0 || n <= 0)
+		return;
+	if (k <= 0 || alpha == 0.0f) {
+		scale_c(m, n, beta, c, ldc);
+		return;
+	}
+#ifdef NNRT_BLAS_OPENBLAS
+	if (blas_sgemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+		return;
+#endif
+	native_sgemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

@@ -145,7 +145,10 @@ int nnrt_st_metadata(const char *path, const char *key, char *out, size_t cap, N
  * table of its buffers and three kernels. The runtime does the rest from the
  * table: arena layout, initialization, weight files, the training driver. */
 
-enum { NNRT_BUF_PARAM, NNRT_BUF_STATE, NNRT_BUF_OPT, NNRT_BUF_TEMP, NNRT_BUF_ARG_X, NNRT_BUF_ARG_Y, NNRT_BUF_ARG_OUT };
+/* FOLDED: computed from the weights by the model's prepare kernel (own memory, not
+ * saved); CONST: compiled into the code, no arena memory (elems 0) */
+enum { NNRT_BUF_PARAM, NNRT_BUF_STATE, NNRT_BUF_OPT, NNRT_BUF_TEMP, NNRT_BUF_ARG_X, NNRT_BUF_ARG_Y, NNRT_BUF_ARG_OUT,
+       NNRT_BUF_FOLDED, NNRT_BUF_CONST };
 enum { NNRT_INIT_NONE, NNRT_INIT_UNIFORM, NNRT_INIT_CONST };
 
 typedef struct NnrtBuffer {
@@ -249,6 +252,14 @@ int nnrt_predict_main(const NnrtModelInfo *m, int argc, char **argv);
 void nnrt_pool_set_threads(int n);	/* n <= 0: one per online core, the default */
 int nnrt_pool_threads(void);
 void nnrt_parallel_for(int64_t n, void (*body)(void *ctx, int64_t begin, int64_t end), void *ctx);
+/* the same for loops whose iterations each do about `work` operations (an
+ * estimate; generated code passes the compiler's): every chunk gets at least
+ * NNRT_GRAIN of work, so a small loop runs inline in the calling thread
+ * without waking the pool, and a middling one on fewer threads; a large one
+ * is cut into up to 4 chunks per thread, claimed as threads come free. The
+ * chunks depend only on n, work and the thread count. */
+enum { NNRT_GRAIN = 1 << 20 };
+void nnrt_parallel_for_grain(int64_t n, int64_t work, void (*body)(void *ctx, int64_t begin, int64_t end), void *ctx);
 
 #ifdef __cplusplus
 }

@@ -3,8 +3,8 @@
  * (`nnc model.nn -o model.c --main`) and of `nnc train`. It parses the flags,
  * loads the data, lays out the model's arena, runs epochs of shuffled batches
  * through the model's train_step, evaluates on the test set after each epoch,
- * writes checkpoints and the weights. The model is reached only through its
- * NnrtModelInfo.
+ * writes checkpoints and the weights (or, with --bench, only times the
+ * steps). The model is reached only through its NnrtModelInfo.
  *
  * Checkpoints hold everything a step depends on: parameters, running
  * statistics, optimizer state, the step count, the epoch and the next batch,
@@ -39,6 +39,7 @@ typedef struct Opts {
 	int64_t epochs, batch, seed, steps;	/* steps: stop after this many in all; 0 = no limit */
 	double lr;
 	bool shuffle, quiet, verbose;
+	bool bench;	/* time steps instead of training a model (see bench) */
 	int argc;
 	char **argv;
 } Opts;
@@ -46,7 +47,7 @@ typedef struct Opts {
 static const char usage[] =
 	"usage: %s [--data PATH] [--test PATH] [--epochs N] [--batch N] [--lr X] [--seed N]\n"
 	"          [--steps N] [--no-shuffle] [--init W] [--save W] [--resume CKPT]\n"
-	"          [--checkpoint CKPT] [--log FILE.csv] [--threads N] [--quiet] [--verbose]\n"
+	"          [--checkpoint CKPT] [--log FILE.csv] [--threads N] [--quiet] [--verbose] [--bench]\n"
 	"\n"
 	"Trains model \"%s\" and evaluates it after every epoch.\n"
 	"  --data PATH        training data: a folder of MNIST-style IDX files (train-*, t10k-*;\n"
@@ -65,9 +66,12 @@ static const char usage[] =
 	"                     (default: W.ckpt beside --save, else %s.ckpt)\n"
 	"  --resume CKPT      continue exactly where that checkpoint stopped\n"
 	"  --log FILE.csv     one row per epoch: loss, accuracy, test loss and accuracy, lr, time\n"
-	"  --threads N        threads of the runtime (GEMM); default: every core\n"
+	"  --threads N        threads of the runtime (GEMM, parallel loops); default: every core\n"
 	"  --quiet            print only the final results\n"
-	"  --verbose          also print timings of the setup\n";
+	"  --verbose          also print timings of the setup\n"
+	"  --bench            measure training speed: --steps N steps (default 100) after N/10\n"
+	"                     (at least 2) untimed warm-up steps, then print samples/s; no test\n"
+	"                     evaluation, checkpoint, log or saved weights\n";
 
 static int fail(const char *fmt, const char *arg, const char *hint)
 {
@@ -161,6 +165,10 @@ static int parse(const NnrtModelInfo *m, int argc, char **argv, Opts *o)
 		const char *a = argv[i];
 		if (!strcmp(a, "--help") || !strcmp(a, "-h"))
 			return print_usage(m, argv[0]);
+		if (!strcmp(a, "--bench")) {
+			o->bench = true;
+			continue;
+		}
 		if (!strcmp(a, "--no-shuffle") || !strcmp(a, "--quiet") || !strcmp(a, "--verbose")) {
 			bool *f = a[2] == 'n' ? &o->shuffle : a[2] == 'q' ? &o->quiet : &o->verbose;
 			*f = a[2] != 'n';
@@ -203,7 +211,7 @@ static int load_data(const NnrtModelInfo *m, const Opts *o, NnrtDataset *train, 
 		return 1;
 	}
 	const char *tp = o->test ? o->test : is_dir(o->data) ? o->data : NULL;
-	*has_test = tp && m->eval;
+	*has_test = tp && m->eval && !o->bench;	/* --bench evaluates nothing */
 	if (*has_test && nnrt_data_load(tp, NNRT_SPLIT_TEST, &spec, test, &err) != 0) {
 		fprintf(stderr, "error: %s\n", err.msg);
 		nnrt_data_free(train);
@@ -805,6 +813,50 @@ static int train(Trainer *t, Position p)
 	return 0;
 }
 
+/*
+ * --bench: the steady-state speed of train_step with the data in memory, for
+ * bench/train.py. Batches are drawn as in training (shuffled, epoch after
+ * epoch, however many epochs that takes); the warm-up steps absorb what only
+ * the first steps pay (the JIT's compilation, cold caches, the pool's start)
+ * and are not timed. Nothing is evaluated, written or saved.
+ */
+static int bench(Trainer *t, Position p)
+{
+	Run *r = t->r;
+	const Opts *o = t->o;
+	int64_t steps = o->steps ? o->steps : 100, warm = steps / 10 > 2 ? steps / 10 : 2;
+	int64_t nb = (t->tr->count + o->batch - 1) / o->batch, samples = 0, s = 0;
+	double t0 = now();
+	float l = 0;
+	r->ctx.lr = nnrt_schedule_lr(r->m, o->lr, 0, o->epochs);
+	order_for(t, &p);
+	for (; s < warm + steps && !interrupted; s++, p.batch++) {
+		if (p.batch >= nb) {
+			p = (Position){ .epoch = p.epoch + 1, .batch = 0, .data_rng = t->data_rng };
+			order_for(t, &p);
+		}
+		if (s == warm)
+			t0 = now();
+		int64_t at = p.batch * o->batch, n = t->tr->count - at < o->batch ? t->tr->count - at : o->batch;
+		nnrt_gather(t->tr, t->order, at, n, r->x, r->y);
+		l = r->m->train_step(&r->ctx, n, r->x, r->y, r->out);
+		if (!isfinite(l)) {
+			fprintf(stderr, "error: the loss became %s at step %lld\n", isnan(l) ? "NaN" : "infinite",
+				(long long)r->ctx.step);
+			return 1;
+		}
+		samples += s >= warm ? n : 0;
+	}
+	double secs = now() - t0;
+	if (s <= warm)
+		return fail("%s", "interrupted during the warm-up: nothing was timed", NULL);
+	printf("bench: %lld steps of batch %lld after %lld warm-up, threads %d: %.1f samples/s, %.3f ms/step "
+	       "(last loss %.4f)\n",
+	       (long long)(s - warm), (long long)o->batch, (long long)warm, nnrt_pool_threads(),
+	       secs > 0 ? (double)samples / secs : 0.0, 1000 * secs / (double)(s - warm), l);
+	return 0;
+}
+
 static void final_report(const Trainer *t)
 {
 	const Run *r = t->r;
@@ -883,14 +935,14 @@ int nnrt_train_main(const NnrtModelInfo *m, int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, &old);
 	if (!rc)
-		rc = train(&t, p);
+		rc = o.bench ? bench(&t, p) : train(&t, p);
 	sigaction(SIGINT, &old, NULL);
 	NnrtError err;
-	if (!rc && o.save && nnrt_save_weights(&r.ctx, o.save, &err) != 0) {
+	if (!rc && !o.bench && o.save && nnrt_save_weights(&r.ctx, o.save, &err) != 0) {
 		fprintf(stderr, "error: %s\n", err.msg);
 		rc = 1;
 	}
-	if (!rc)
+	if (!rc && !o.bench)
 		final_report(&t);
 	run_free(&r);
 	free(t.order);

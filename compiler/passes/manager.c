@@ -14,12 +14,14 @@ static const struct {
 	const char *name;
 	int (*run)(IrGraph *g);
 	int level;
+	bool frozen;	/* runs only on a graph whose weights are frozen (PassOpts.frozen) */
 } table[] = {
-	{ "simplify", pass_simplify, 1 },
-	{ "fold", pass_fold, 1 },
-	{ "cse", pass_cse, 1 },
-	{ "dce", pass_dce, 1 },
-	{ "fuse", pass_fuse, 2 },
+	{ "simplify", pass_simplify, 1, false },
+	{ "fold", pass_fold, 1, false },
+	{ "bnfold", pass_bnfold, 1, true },	/* before dce, which drops the batchnorms it replaced */
+	{ "cse", pass_cse, 1, false },
+	{ "dce", pass_dce, 1, false },
+	{ "fuse", pass_fuse, 2, false },
 };
 
 enum { NPASSES = sizeof table / sizeof table[0] };
@@ -51,7 +53,7 @@ void pass_run_all(IrGraph *g, const PassOpts *o, PassStats *stats)
 		o = &none;
 	FILE *out = o->print_to ? o->print_to : stderr;
 	for (int i = 0; i < NPASSES; i++) {
-		if (table[i].level > o->olevel || disabled(o, table[i].name))
+		if (table[i].level > o->olevel || disabled(o, table[i].name) || (table[i].frozen && !o->frozen))
 			continue;
 		int fired = table[i].run(g);
 		if (stats) {

@@ -23,6 +23,10 @@ typedef struct PassOpts {
 	const char *print_after;	/* --print-ir-after=PASS, or NULL */
 	bool print_all;			/* --print-ir-after-all */
 	FILE *print_to;			/* where those go (stderr when NULL) */
+	/* the graph's weights stay as init or load left them (a forward-only build
+	 * whose back end runs the prepare function after both): passes that compute
+	 * from the weights (bnfold) run only then */
+	bool frozen;
 } PassOpts;
 
 typedef struct PassStats {
@@ -43,6 +47,21 @@ int pass_cse(IrGraph *g);
 int pass_fold(IrGraph *g);
 int pass_simplify(IrGraph *g);
 int pass_fuse(IrGraph *g);
+int pass_bnfold(IrGraph *g);
+
+/* -fbottleneck=R (bottleneck.c): not in the table, since it changes the model;
+ * runs on the model graph before training and inference graphs are made */
+typedef struct PassBottleneck {
+	const IrNode *orig;	/* the KxK convolution as written, no longer in the graph */
+	IrNode *reduce, *conv, *expand;	/* what stands for it, in order */
+} PassBottleneck;
+typedef struct PassBottleneckLog {
+	int r;			/* the factor; 0 when the rewrite did not run */
+	int n;			/* convolutions rewritten */
+	PassBottleneck *convs;
+	IrGraph before;		/* the graph's node list as written (nodes shared), for totals */
+} PassBottleneckLog;
+int pass_bottleneck(IrGraph *g, int r, PassBottleneckLog *log);
 
 /* helpers for passes (util.c) */
 /* replacement in one sweep: walk the nodes in order, call pass_remap(n, repl)

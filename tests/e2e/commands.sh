@@ -47,6 +47,12 @@ import sys; v = [float(x) for x in sys.stdin.read().split(',')[1:]]; sys.exit(v.
 "$nnc" train "$mlp" --steps 20 --optimizer "sgd(lr=0.05, momentum=0.9)" --save o.st --quiet >/dev/null 2>err &&
 	ok "--optimizer replaces the train section's" || bad "--optimizer: $(cat err)"
 
+# --bench times steps after a warm-up and writes nothing: no test pass, checkpoint or weights
+"$nnc" train "$mlp" --bench --steps 20 --threads 1 --save b.st --checkpoint b.ckpt >out 2>err &&
+	grep -q "^bench: 20 steps of batch 64 after 2 warm-up, threads 1: [0-9.]* samples/s" out &&
+	! grep -q "^test:" out && [ ! -e b.st ] && [ ! -e b.ckpt ] &&
+	ok "--bench: samples/s after 2 warm-up steps, nothing evaluated or written" || bad "--bench: $(cat out err | head -5)"
+
 expect_error() { # what pattern args...
 	what=$1 pattern=$2
 	shift 2
