@@ -17,6 +17,8 @@
 # OWN_INIT=1 lets each side initialize and shuffle with its own generator
 # instead (the same distributions), as a user would run them.
 # SEEDS (default "1 2") names the seeds, one run per side each.
+# SIDE_BY_SIDE=1 runs the two sides at once, one thread each (both cores busy;
+# the accuracies do not depend on it, the times do).
 #
 # Measured (2 cores, Nov 2026), paired, seeds 1 and 2: nnc 75.19% and 79.15%
 # (236 s per epoch), PyTorch float32 71.91% and 77.50% (150 s, 1 thread):
@@ -36,6 +38,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 nnc=$(realpath "${1:-$root/nnc}")
 lib=$(realpath "${2:-$root/runtime/libnnrt.a}")
 seeds=${SEEDS:-1 2}
+both=${SIDE_BY_SIDE:-0}
 own=${OWN_INIT:-0}
 data=/usr/share/datasets/fashion-mnist
 tmp=$(mktemp -d)
@@ -97,20 +100,31 @@ PY
 [ "$own" = 1 ] || /usr/bin/python3 "$tmp/torch_side.py" "$root" "$data" "$tmp" "$own" init $seeds
 
 : > "$tmp/nnc.acc"
+threads=
+if [ "$both" = 1 ]; then
+	threads="--threads 1"
+	# shellcheck disable=SC2086
+	/usr/bin/python3 "$tmp/torch_side.py" "$root" "$data" "$tmp" "$own" train $seeds > "$tmp/torch.acc" &
+fi
 for s in $seeds; do
 	echo "nnc: resnet_mini, 1 epoch, seed $s (emitted C)..."
 	if [ "$own" = 1 ]; then how="--seed $s"; else how="--init $tmp/init-$s.safetensors --no-shuffle"; fi
 	t0=$(date +%s)
 	# shellcheck disable=SC2086
-	"$tmp/resnet" --data "$data" --epochs 1 --batch 64 --lr 0.001 $how --checkpoint "$tmp/ckpt" | tee "$tmp/nnc.log"
+	"$tmp/resnet" --data "$data" --epochs 1 --batch 64 --lr 0.001 $how $threads --checkpoint "$tmp/ckpt" | tee "$tmp/nnc.log"
 	t1=$(date +%s)
 	acc=$(sed -n 's/^test: .*accuracy \([0-9.]*\)%.*/\1/p' "$tmp/nnc.log")
 	echo "nnc seed $s: ${acc:-0} $((t1 - t0))" >> "$tmp/nnc.acc"
 done
 
-echo "PyTorch: the same model, 1 epoch per seed (1 thread)..."
-# shellcheck disable=SC2086
-/usr/bin/python3 "$tmp/torch_side.py" "$root" "$data" "$tmp" "$own" train $seeds | tee "$tmp/torch.acc"
+if [ "$both" = 1 ]; then
+	wait
+	cat "$tmp/torch.acc"
+else
+	echo "PyTorch: the same model, 1 epoch per seed (1 thread)..."
+	# shellcheck disable=SC2086
+	/usr/bin/python3 "$tmp/torch_side.py" "$root" "$data" "$tmp" "$own" train $seeds | tee "$tmp/torch.acc"
+fi
 
 echo
 echo "resnet_mini, 1 epoch of Fashion-MNIST, adam lr=1e-3, batch 64," \

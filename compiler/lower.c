@@ -391,22 +391,46 @@ static void lower_dense_dw(Lower *l, const IrNode *n)
 	gemm(l, 1, 0, I(l, u), I(l, k), loop_n(l->fn), g, u, x, k, 0, n, k);
 }
 
-/* out[j] = sum over the batch of g[i, j] in float, in batch order; a column per
- * iteration, so each output element has one writer (and fused updates their element) */
-static void lower_batch_sum(Lower *l, const IrNode *n)
-{
-	const IrNode *g = n->in[0];
-	int64_t e = elems(n);
+/*
+ * out[j] = sum over the batch of g[i, j], in float, rows in order. Blocks of
+ * SUM_COLS columns run in parallel (each output element has one writer, and
+ * fused updates run on their block's elements at the end); within a block
+ * the rows are read in order and each row's columns are contiguous, so the
+ * adds run in vectors. value(i, at) gives g at element at = i * e + j.
+ */
+enum { SUM_COLS = 64 };
 
-	LoopVar *j = loop_for_n(l->fn, e);
+typedef LoopExpr *(*ColValue)(Lower *l, const void *env, LoopVar *at);
+
+static LoopExpr *col_load(Lower *l, const void *env, LoopVar *at) { return ld(l, env, V(l, at)); }
+
+static void col_sums(Lower *l, const IrNode *n, ColValue value, const void *env)
+{
+	int64_t e = elems(n), blocks = (e + SUM_COLS - 1) / SUM_COLS;
+	LoopVar *b = loop_for_n(l->fn, blocks);
 	loop_parallel(l->fn);
-	LoopVar *acc = loop_local(l->fn, LT_F32, F(l, 0));
-	LoopVar *i = loop_for(l->fn, I(l, 0), loop_n(l->fn));
-	loop_set(l->fn, acc, add(l, V(l, acc), ld(l, g, add(l, mul(l, V(l, i), I(l, e)), V(l, j)))));
+	LoopExpr *lo = mul(l, V(l, b), I(l, SUM_COLS));
+	LoopExpr *hi = loop_bin(l->fn, LO_MIN, add(l, mul(l, V(l, b), I(l, SUM_COLS)), I(l, SUM_COLS)), I(l, e));
+	LoopVar *j = loop_for(l->fn, lo, hi);
+	st(l, n, V(l, j), F(l, 0));
 	loop_end(l->fn);
-	st(l, n, V(l, j), V(l, acc));
+	LoopVar *i = loop_for(l->fn, I(l, 0), loop_n(l->fn));
+	j = loop_for(l->fn, mul(l, V(l, b), I(l, SUM_COLS)),
+		     loop_bin(l->fn, LO_MIN, add(l, mul(l, V(l, b), I(l, SUM_COLS)), I(l, SUM_COLS)), I(l, e)));
+	LoopVar *at = loop_local(l->fn, LT_I64, add(l, mul(l, V(l, i), I(l, e)), V(l, j)));
+	st(l, n, V(l, j), add(l, ld(l, n, V(l, j)), value(l, env, at)));
+	loop_end(l->fn);
+	loop_end(l->fn);
+	j = loop_for(l->fn, mul(l, V(l, b), I(l, SUM_COLS)),
+		     loop_bin(l->fn, LO_MIN, add(l, mul(l, V(l, b), I(l, SUM_COLS)), I(l, SUM_COLS)), I(l, e)));
 	host_updates(l, n, j);
 	loop_end(l->fn);
+	loop_end(l->fn);
+}
+
+static void lower_batch_sum(Lower *l, const IrNode *n)
+{
+	col_sums(l, n, col_load, n->in[0]);
 }
 
 /* ---- softmax over the first per-sample axis ---- */
@@ -1958,19 +1982,18 @@ static void pool_bwd_prologue(Lower *l, const SumPrologue *pro, LoopVar *c, Loop
 }
 
 /* v's loop with the sum r of v (passes/fuse.c: r->tail), over r's elements */
+static LoopExpr *col_elem(Lower *l, const void *env, LoopVar *at) { return elem_at(l, env, at); }
+
 static void lower_with_tail(Lower *l, const IrNode *v, const IrNode *r)
 {
 	int64_t e = elems(r);
+	if (r->op == IR_BATCH_SUM) {
+		col_sums(l, r, col_elem, v);
+		return;
+	}
 	LoopVar *j = loop_for_n(l->fn, e);
 	loop_parallel(l->fn);
-	if (r->op == IR_BATCH_SUM) {	/* in float, samples in order, as lower_batch_sum */
-		LoopVar *acc = loop_local(l->fn, LT_F32, F(l, 0));
-		LoopVar *s = loop_for(l->fn, I(l, 0), loop_n(l->fn));
-		LoopVar *i = loop_local(l->fn, LT_I64, add(l, mul(l, V(l, s), I(l, e)), V(l, j)));
-		loop_set(l->fn, acc, add(l, V(l, acc), elem_at(l, v, i)));
-		loop_end(l->fn);
-		st(l, r, V(l, j), V(l, acc));
-	} else {			/* in double with lanes, as lower_channel_sum */
+	{				/* in double with lanes, as lower_channel_sum */
 		LoopVar *acc;
 		SumPrologue pro = { .fn = pool_bwd_prologue, .node = hosted_pool_bwd(l, v) };
 		chan_sums_pro(l, j, e, elems(v) / e, v->batched, 1, term_elem, v, &acc, pro.node ? &pro : NULL);

@@ -51,7 +51,7 @@ static const char usage[] =
 	"                      PyTorch state_dict names them\n"
 	"  --list              (check) list the models in the file\n"
 	"  -o MODEL.c          write C99 that trains and runs the model: MODEL.c and MODEL.h\n"
-	"                      (compile with: cc MODEL.c -Iruntime runtime/libnnrt.a -lz -lm)\n"
+	"                      (compile with: cc -O3 -fno-math-errno MODEL.c -Iruntime runtime/libnnrt.a -lz -lm)\n"
 	"  --main              (with -o) add main(): a program with the training command line\n"
 	"  --prefix NAME       (with -o) start every generated symbol with NAME (default: the model's name)\n"
 	"  --inference         forward only: no training step, no backward graph; at -O1 and -O2\n"
@@ -592,7 +592,7 @@ static int run_c(const Compile *c, int nrest, char **rest)
 	Flags f = { .out = src, .main = true, .prefix = c->model->name };
 	int rc = write_code(&f, c);
 	const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
-	snprintf(cmd, sizeof cmd, "%s -std=c99 -O2 -march=native -I'%s' '%s' '%s' -lz -lm -pthread -o '%s'", cc, inc, src, lib,
+	snprintf(cmd, sizeof cmd, "%s -std=c99 -O3 -fno-math-errno -march=native -I'%s' '%s' '%s' -lz -lm -pthread -o '%s'", cc, inc, src, lib,
 		 exe);
 	if (!rc && system(cmd) != 0)
 		rc = bad_flags("the C compiler failed: %s", cmd, "set CC to a working C99 compiler, or use --backend jit");
