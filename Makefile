@@ -229,7 +229,7 @@ bench-gemm: $(BUILD)/bench/gemm
 
 # training speed of the examples, nnc against PyTorch at 1 and 2 threads, -O0
 # against -O2, and the GEMM against OpenBLAS: bench/train.py writes
-# bench/results.md (about 15 minutes on 2 cores; BENCH_REPS, BENCH_SCALE)
+# bench/results.md (about 10 minutes on 2 cores; BENCH_REPS, BENCH_SCALE)
 bench: nnc runtime/libnnrt.a $(SHAPES_DATA) $(BUILD)/bench/gemm
 	@python3 bench/train.py ./nnc runtime/libnnrt.a $(BUILD)/bench/gemm
 
