@@ -836,16 +836,41 @@ static LoopExpr *ceil_div(Lower *l, LoopExpr *a, int64_t s)
 
 /* along one axis, the loop over the small positions o whose big position o*s - pad + k*d
  * lies in [0, in): ceil((pad - k d) / s) <= o < ceil((in + pad - k d) / s), within [0, out) */
-static LoopVar *tap_loop(Lower *l, LoopVar *k, int64_t in, int64_t out, int64_t kn, int64_t s, int64_t d, int64_t pad)
+static void tap_range(Lower *l, LoopVar *k, int64_t in, int64_t out, int64_t kn, int64_t s, int64_t d, int64_t pad,
+		      LoopExpr **lo, LoopExpr **hi)
 {
-	LoopExpr *lo = I(l, 0), *hi = I(l, out);
+	*lo = I(l, 0), *hi = I(l, out);
 	if (clips_lo(pad))
-		lo = ceil_div(l, loop_max(l->fn, sub(l, I(l, pad), mul(l, V(l, k), I(l, d))), I(l, 0)), s);
+		*lo = ceil_div(l, loop_max(l->fn, sub(l, I(l, pad), mul(l, V(l, k), I(l, d))), I(l, 0)), s);
 	if (clips_hi(in, out, kn, s, d, pad)) {
 		LoopExpr *room = loop_max(l->fn, sub(l, I(l, in + pad), mul(l, V(l, k), I(l, d))), I(l, 0));
-		hi = loop_bin(l->fn, LO_MIN, hi, ceil_div(l, room, s));
+		*hi = loop_bin(l->fn, LO_MIN, *hi, ceil_div(l, room, s));
 	}
+}
+
+static LoopVar *tap_loop(Lower *l, LoopVar *k, int64_t in, int64_t out, int64_t kn, int64_t s, int64_t d, int64_t pad)
+{
+	LoopExpr *lo, *hi;
+	tap_range(l, k, in, out, kn, s, d, pad, &lo, &hi);
 	return loop_for(l->fn, lo, hi);
+}
+
+/* [lo, hi) of tap_range clamped to a partition of [0, out): [0, lo) [lo, hi) [hi, out) */
+static void tap_parts(Lower *l, LoopVar *k, int64_t in, int64_t out, int64_t kn, int64_t s, int64_t d, int64_t pad,
+		      LoopVar **lo, LoopVar **hi)
+{
+	LoopExpr *a, *b;
+	tap_range(l, k, in, out, kn, s, d, pad, &a, &b);
+	*lo = loop_local(l->fn, LT_I64, loop_bin(l->fn, LO_MIN, a, I(l, out)));
+	*hi = loop_local(l->fn, LT_I64, loop_max(l->fn, loop_bin(l->fn, LO_MIN, b, I(l, out)), V(l, *lo)));
+}
+
+/* col[base + y * w + x] = 0 for x in [x0, x1) */
+static void zero_span(Lower *l, LoopBuf *col, LoopVar *base, int64_t w, LoopVar *y, LoopExpr *x0, LoopExpr *x1)
+{
+	LoopVar *x = loop_for(l->fn, x0, x1);
+	loop_store(l->fn, col, add(l, V(l, base), add(l, mul(l, V(l, y), I(l, w)), V(l, x))), F(l, 0));
+	loop_end(l->fn);
 }
 
 /* opens the loops over the column rows (c, ky, kx) and the small positions
@@ -874,14 +899,40 @@ static void patches_close(Lower *l)
 }
 
 /* col = the patches of big[s]; taps outside the image read 0 */
+/*
+ * The column elements whose tap falls outside the image are 0: per row (c,
+ * ky, kx) of col, the small positions outside the tap's [lo, hi) along each
+ * axis, written once (zeroing all of col first would write it twice).
+ */
+static void im2col_borders(Lower *l, const ConvGeom *g, LoopBuf *col, LoopExpr *col_at)
+{
+	LoopVar *c = loop_for_n(l->fn, g->big_c);
+	loop_parallel(l->fn);
+	LoopVar *ky = loop_for_n(l->fn, g->kh), *kx = loop_for_n(l->fn, g->kw);
+	LoopVar *ylo, *yhi, *xlo, *xhi;
+	tap_parts(l, ky, g->big_h, g->small_h, g->kh, g->sh, g->dh, g->ph, &ylo, &yhi);
+	tap_parts(l, kx, g->big_w, g->small_w, g->kw, g->sw, g->dw, g->pw, &xlo, &xhi);
+	LoopExpr *row = add(l, mul(l, add(l, mul(l, V(l, c), I(l, g->kh)), V(l, ky)), I(l, g->kw)), V(l, kx));
+	LoopVar *base = loop_local(l->fn, LT_I64, add(l, col_at, mul(l, row, I(l, small_hw(g)))));
+	LoopVar *y = loop_for(l->fn, I(l, 0), V(l, ylo));	/* rows above */
+	zero_span(l, col, base, g->small_w, y, I(l, 0), I(l, g->small_w));
+	loop_end(l->fn);
+	y = loop_for(l->fn, V(l, yhi), I(l, g->small_h));	/* rows below */
+	zero_span(l, col, base, g->small_w, y, I(l, 0), I(l, g->small_w));
+	loop_end(l->fn);
+	y = loop_for(l->fn, V(l, ylo), V(l, yhi));		/* left and right of the rows between */
+	zero_span(l, col, base, g->small_w, y, I(l, 0), V(l, xlo));
+	zero_span(l, col, base, g->small_w, y, V(l, xhi), I(l, g->small_w));
+	loop_end(l->fn);
+	loop_end(l->fn);
+	loop_end(l->fn);
+	loop_end(l->fn);
+}
+
 static void im2col(Lower *l, const ConvGeom *g, LoopVar *s, LoopBuf *col, LoopExpr *col_at, LoopBuf *big)
 {
-	if (conv_clips(g)) {
-		LoopVar *i = loop_for_n(l->fn, col->elems / CONV_SLOTS);
-		loop_parallel(l->fn);
-		loop_store(l->fn, col, add(l, col_at, V(l, i)), F(l, 0));
-		loop_end(l->fn);
-	}
+	if (conv_clips(g))
+		im2col_borders(l, g, col, col_at);
 	LoopExpr *ci, *bi;
 	patches_open(l, g, s, &ci, &bi);
 	loop_store(l->fn, col, add(l, col_at, ci), loop_load(l->fn, big, bi));
