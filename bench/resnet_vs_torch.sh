@@ -28,6 +28,14 @@
 # after one epoch rounding alone moves this figure by several points, and
 # only a mean over many seeds can resolve 1.5.
 #
+# Measured again after the fusion and threading work (28 Nov 2026, SIDE_BY_SIDE=1,
+# seeds 1-6, nnc's C at 1 thread ~110 s per epoch): nnc 74.25 78.10 71.44
+# 74.85 80.27 77.38 (mean 76.05%), PyTorch 71.91 77.50 75.86 77.41 71.63 79.73
+# (mean 75.67%): +0.38 points, within the bar. The per-seed differences
+# (+2.3 +0.6 -4.4 -2.6 +8.6 -2.4) spread over 13 points: the mean's standard
+# error is about 1.8 points, so this says the two agree within the noise of
+# six seeds, no more.
+#
 # Not a test: it takes minutes per run and the machine is shared. The exit
 # status is 1 when the means differ by more than the bar.
 #
