@@ -1150,7 +1150,7 @@ typedef LoopExpr *(*SumTerm)(Lower *l, const void *env, int k, LoopExpr *at);
 /* runs in chan_sums's sample loop before the sample's terms (channels of at least SUM_LANES positions) */
 typedef struct SumPrologue {
 	void (*fn)(Lower *l, const struct SumPrologue *pro, LoopVar *c, LoopVar *s);
-	const IrNode *node;
+	const IrNode *node, *value;
 } SumPrologue;
 
 static LoopExpr *chan_at(Lower *l, LoopExpr *s, LoopVar *c, int64_t ch, int64_t pos, LoopExpr *p)
@@ -2026,10 +2026,18 @@ static const IrNode *hosted_pool_bwd(const Lower *l, const IrNode *v)
 	return NULL;
 }
 
-static void pool_bwd_prologue(Lower *l, const SumPrologue *pro, LoopVar *c, LoopVar *s)
+/* sample s's plane of channel c: the pooling gradient's (if one is hosted), then the
+ * value's, in a loop of its own so that it runs in vectors; the sum then reads it back */
+static void tail_prologue(Lower *l, const SumPrologue *pro, LoopVar *c, LoopVar *s)
 {
-	LoopVar *p = loop_local(l->fn, LT_I64, add(l, mul(l, V(l, s), I(l, pro->node->shape.d[0])), V(l, c)));
-	pool_bwd_plane(l, pro->node, p);
+	const IrNode *v = pro->value;
+	int64_t ch = v->shape.d[0], pos = elems(v) / ch;
+	LoopVar *plane = loop_local(l->fn, LT_I64, add(l, mul(l, V(l, s), I(l, ch)), V(l, c)));
+	if (pro->node)
+		pool_bwd_plane(l, pro->node, plane);
+	LoopVar *p = loop_for_n(l->fn, pos);
+	elem_at(l, v, loop_local(l->fn, LT_I64, add(l, mul(l, V(l, plane), I(l, pos)), V(l, p))));
+	loop_end(l->fn);
 }
 
 /* v's loop with the sum r of v (passes/fuse.c: r->tail), over r's elements */
@@ -2046,8 +2054,11 @@ static void lower_with_tail(Lower *l, const IrNode *v, const IrNode *r)
 	loop_parallel(l->fn);
 	{				/* in double with lanes, as lower_channel_sum */
 		LoopVar *acc;
-		SumPrologue pro = { .fn = pool_bwd_prologue, .node = hosted_pool_bwd(l, v) };
-		chan_sums_pro(l, j, e, elems(v) / e, v->batched, 1, term_elem, v, &acc, pro.node ? &pro : NULL);
+		SumPrologue pro = { .fn = tail_prologue, .node = hosted_pool_bwd(l, v), .value = v };
+		if (elems(v) / e >= SUM_LANES && v->batched)
+			chan_sums_pro(l, j, e, elems(v) / e, true, 1, term_load, v, &acc, &pro);
+		else
+			chan_sums(l, j, e, elems(v) / e, v->batched, 1, term_elem, v, &acc);
 		st(l, r, V(l, j), V(l, acc));
 	}
 	host_updates(l, r, j);
