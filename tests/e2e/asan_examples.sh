@@ -12,14 +12,8 @@
 set -u
 nnc=$(realpath "$1")
 lib=$(realpath "$2")
-root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
 fm=/usr/share/datasets/fashion-mnist
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
-pass=0 fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 
 be32() { # a big-endian 32-bit number as 4 bytes (IDX headers)
 	for shift in 24 16 8 0; do

@@ -16,14 +16,8 @@
 set -u
 nnc=$(realpath "$1")
 lib=$(realpath "$2")
-root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
 py=/usr/bin/python3
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-cd "$tmp" || exit 1
 
 cat > densebn.nn <<'NN'
 model densebn {

@@ -7,13 +7,7 @@
 # (-O, --disable-pass, -fbottleneck) without passing them to the driver.
 set -u
 nnc=$(realpath "$1")
-root=$(cd "$(dirname "$0")/../.." && pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
-pass=0 fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
+. "$(dirname "$0")/lib.sh"
 fm=/usr/share/datasets/fashion-mnist
 
 cat >tiny.nn <<EOF

@@ -7,13 +7,7 @@
 set -u
 nnc=$(realpath "$1")
 lib=$(realpath "$2")
-root=$(cd "$(dirname "$0")/../.." && pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-cd "$tmp" || exit 1
+. "$(dirname "$0")/lib.sh"
 
 "$nnc" "$root/examples/mlp.nn" -o a.c --main && "$nnc" "$root/examples/mlp.nn" -o b.c --main
 sed 's/b\.h/a.h/g' b.c | cmp -s a.c - && sed 's/b\.h/a.h/g' b.h | cmp -s a.h - && ok "same input, same bytes" || bad "output differs between runs"

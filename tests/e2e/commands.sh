@@ -4,13 +4,7 @@
 # paths and wrong files (exit status 1, a message naming the problem).
 set -u
 nnc=$(realpath "$1")
-root=$(cd "$(dirname "$0")/../.." && pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
-pass=0 fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
+. "$(dirname "$0")/lib.sh"
 mlp="$root/examples/mlp.nn"
 fm=/usr/share/datasets/fashion-mnist
 

@@ -17,17 +17,11 @@
 set -u
 nnc=$(realpath "$1")
 lib=$(realpath "$2")
-root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
 py=/usr/bin/python3
 compare="$py $root/tests/e2e/compare_weights.py"
 llvm_as=$(command -v llvm-as-14 || command -v llvm-as)
 fashion=/usr/share/datasets/fashion-mnist
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
-pass=0 fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 
 # a small set of the shapes for unet_tiny, from the project's generator
 cc -std=c99 -O2 "$root/examples/shapes.c" -o gen-shapes && ./gen-shapes --out shapes --train 64 --test 8 --seed 3 >/dev/null ||

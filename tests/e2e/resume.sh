@@ -9,13 +9,7 @@
 set -u
 nnc=$(realpath "$1")
 lib=$(realpath "$2")
-root=$(cd "$(dirname "$0")/../.." && pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
-pass=0 fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
+. "$(dirname "$0")/lib.sh"
 "$nnc" "$root/examples/mlp.nn" -o mlp.c --main || exit 1
 cc -O2 -I"$root/runtime" mlp.c "$lib" -lz -lm -o mlp || exit 1
 # 3 epochs of 300 batches of 100 samples (the first 30000 training images):

@@ -9,15 +9,9 @@
 set -u
 nnc=$(realpath "$1")
 lib=$(realpath "$2")
-root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
 compare="/usr/bin/python3 $root/tests/e2e/compare_weights.py"
 fashion=/usr/share/datasets/fashion-mnist
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
-pass=0 fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 
 cc -std=c99 -O2 "$root/examples/shapes.c" -o gen-shapes && ./gen-shapes --out shapes --train 64 --test 8 --seed 3 >/dev/null ||
 	bad "cannot make the shapes data"
