@@ -179,7 +179,7 @@ e2e: $(BUILD)/nnc $(RUNTIME_LIB) $(SHAPES_DATA)
 	@sh tests/e2e/threads.sh $(BUILD)/nnc $(RUNTIME_LIB)
 	@sh tests/e2e/resume.sh $(BUILD)/nnc $(RUNTIME_LIB)
 	@sh tests/e2e/commands.sh $(BUILD)/nnc
-	@sh tests/e2e/bottleneck.sh $(BUILD)/nnc
+	@sh tests/e2e/bottleneck.sh $(BUILD)/nnc $(RUNTIME_LIB)
 	@sh tests/e2e/bnfold.sh $(BUILD)/nnc $(RUNTIME_LIB)
 	@sh tests/e2e/asan_examples.sh $(BUILD)/nnc build-san/libnnrt.a
 	@sh tests/e2e/train_mlp.sh $(BUILD)/nnc $(RUNTIME_LIB)

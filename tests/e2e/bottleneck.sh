@@ -5,8 +5,11 @@
 # emitted C and the JIT agree step for step, -O0 agrees with -O2, the weights
 # carry the new names, and train/eval/predict take the compiler's flags
 # (-O, --disable-pass, -fbottleneck) without passing them to the driver.
+#
+# usage: sh tests/e2e/bottleneck.sh path/to/nnc path/to/libnnrt.a
 set -u
 nnc=$(realpath "$1")
+lib=$(realpath "$2")
 . "$(dirname "$0")/lib.sh"
 fm=/usr/share/datasets/fashion-mnist
 
@@ -56,7 +59,7 @@ sys.exit(names != want and print(sorted(names)) is None)" &&
 	ok "train -O0 -fbottleneck agrees with -O2 after 20 steps" || bad "-O0 vs -O2: $(cat err cmp | head -5)"
 
 "$nnc" tiny.nn -fbottleneck=4 -o m.c --main 2>err && grep -q "conv2.expand.weight" m.c &&
-	cc -std=c99 -O1 -Wall -Wextra -Wpedantic -Werror -I"$root/runtime" m.c "$root/runtime/libnnrt.a" -lz -lm -pthread -o m 2>>err &&
+	cc -std=c99 -O1 -Wall -Wextra -Wpedantic -Werror -I"$root/runtime" m.c "$lib" -lz -lm -pthread -o m 2>>err &&
 	./m --steps 3 --quiet >/dev/null 2>>err &&
 	ok "-fbottleneck -o m.c --main: compiles warning-free and trains" || bad "-o with -fbottleneck: $(head -5 err)"
 
