@@ -71,8 +71,8 @@ static const char usage[] =
 	"                      FLOPs before and after (docs/passes.md)\n"
 	"  --print-ir-after=PASS, --print-ir-after-all\n"
 	"                      print the graph IR to standard error after that pass (or each)\n"
-	"  --stats             (check) kernels per function at the -O level, and the rewrites\n"
-	"                      each pass made\n"
+	"  --stats             (check) kernels per function at the -O level, the rewrites\n"
+	"                      each pass made, and what fuse put in one kernel, layer by layer\n"
 	"  --mem-budget BYTES  fail when the planned arena (training, at the train section's batch)\n"
 	"                      is larger than BYTES; suffixes K, M, G (powers of 1024)\n"
 	"  --emit=ir           print the graph IR: the training step (forward, backward, updates),\n"
@@ -677,6 +677,8 @@ static void print_arena(const Compile *c, const CompileOpts *o, const char *file
 	compile_free(lc);
 }
 
+static void print_fusions(FILE *out, const IrGraph *g);
+
 /* check --stats: kernels (top-level loop nests and GEMM calls) per function, and
  * the rewrites of each pass on the inference and the training graph */
 static void print_stats(FILE *out, const Compile *c, int olevel)
@@ -692,6 +694,53 @@ static void print_stats(FILE *out, const Compile *c, int olevel)
 		}
 		fprintf(out, "  %-9s      %d, %d\n", pass_name(i), c->stats_infer.fired[i], c->stats_train.fired[i]);
 	}
+	print_fusions(out, c->train);
+}
+
+static const char *layer_of(const IrNode *n)
+{
+	if (ir_op_family(n->op) == FAM_UPDATE && n->nin && n->in[0]->name)
+		return n->in[0]->name;	/* an update: its parameter */
+	return n->layer ? n->layer : ir_op_name(n->op);
+}
+
+/* check --stats: where the fusion pass put ops in one kernel on the training graph
+ * (passes/fuse.c): element-wise groups with their head, channel groups, ops run by
+ * another op's kernel, sums taken in the loop of their input */
+static void print_fusions(FILE *out, const IrGraph *g)
+{
+	if (!g)
+		return;
+	fprintf(out, "Fused (train_step):\n");
+	int shown = 0;
+	for (int i = 0; i < g->nnodes; i++) {
+		const IrNode *n = g->nodes[i];
+		for (int ch = 0; ch < 2; ch++) {	/* the element-wise group it heads, its channel group */
+			if ((ch ? n->cgroup : n->group) != i + 1)
+				continue;
+			fprintf(out, "  %-26s %s", layer_of(n), ch ? "channel group: " : "");
+			int k = 0;
+			for (int j = i; j < g->nnodes; j++)
+				if ((ch ? g->nodes[j]->cgroup : g->nodes[j]->group) == i + 1)
+					fprintf(out, "%s%s", k++ ? " + " : "", ir_op_name(g->nodes[j]->op));
+			fprintf(out, "\n");
+			shown++;
+		}
+		if (n->host) {
+			const IrNode *h = g->nodes[n->host - 1];
+			fprintf(out, "  %-26s %s in the kernel of %s (%s)\n", layer_of(n), ir_op_name(n->op), layer_of(h),
+				ir_op_name(h->op));
+			shown++;
+		}
+		if (n->tail) {
+			const IrNode *v = g->nodes[n->tail - 1];
+			fprintf(out, "  %-26s %s in the loop of %s (%s)\n", layer_of(n), ir_op_name(n->op), layer_of(v),
+				ir_op_name(v->op));
+			shown++;
+		}
+	}
+	if (!shown)
+		fprintf(out, "  nothing (the fuse pass did not run or found nothing)\n");
 }
 
 int main(int argc, char **argv)
