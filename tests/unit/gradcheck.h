@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "loop.h"
 #include "loop_interp.h"
@@ -37,6 +38,15 @@ static uint64_t mix(uint64_t *s)
 static double unit(uint64_t *s)
 {
 	return (double)(mix(s) >> 11) * 0x1p-53;
+}
+
+/* count values uniform in [-1, 1) from the stream seed (freed by the caller) */
+static double *random_inputs(int64_t count, uint64_t seed)
+{
+	double *x = calloc((size_t)count, sizeof *x);
+	for (int64_t i = 0; i < count; i++)
+		x[i] = 2 * unit(&seed) - 1;
+	return x;
 }
 
 typedef struct Check {
@@ -155,8 +165,10 @@ static double check_param(Check *k, const LoopBuf *b, double h)
 	return worst;
 }
 
-/* compiles src, checks every parameter's gradient; returns the worst error */
-static double gradcheck_with(const char *name, const char *src, double h, Tweak tweak, bool reseed)
+/* compiles src, checks the gradient of every parameter whose name does not start
+ * with skip (NULL: every one); returns the worst error, *checked the parameters */
+static double gradcheck_some(const char *name, const char *src, double h, Tweak tweak, bool reseed, const char *skip,
+			     int *checked)
 {
 	Check k = { .reseed = reseed };
 	check_open(&k, name, src, tweak);
@@ -164,7 +176,7 @@ static double gradcheck_with(const char *name, const char *src, double h, Tweak 
 	double worst = 0;
 	int nparams = 0;
 	for (int i = 0; i < m->nbufs; i++)
-		if (m->bufs[i]->kind == LB_PARAM) {
+		if (m->bufs[i]->kind == LB_PARAM && !(skip && !strncmp(m->bufs[i]->name, skip, strlen(skip)))) {
 			double e = check_param(&k, m->bufs[i], h);
 			worst = e > worst ? e : worst;
 			nparams++;
@@ -173,7 +185,15 @@ static double gradcheck_with(const char *name, const char *src, double h, Tweak 
 		printf("gradcheck %-28s worst relative error %.2e over %d parameters\n", name, worst, nparams);
 	assert_true(nparams > 0);
 	check_close(&k);
+	if (checked)
+		*checked = nparams;
 	return worst;
+}
+
+/* compiles src, checks every parameter's gradient; returns the worst error */
+static double gradcheck_with(const char *name, const char *src, double h, Tweak tweak, bool reseed)
+{
+	return gradcheck_some(name, src, h, tweak, reseed, NULL, NULL);
 }
 
 static const double H = 1e-5;	/* the finite-difference step */
