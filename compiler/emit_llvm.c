@@ -492,18 +492,18 @@ static bool stores_out(const LoopStmt *s)
 	return false;
 }
 
-/* for (int64_t i = lo; i < hi; i++): hi is evaluated before every iteration */
-static void for_loop(Ll *l, const LoopStmt *s)
+/* for (int64_t i = first; i < last; i++) { s's body }, with s's counter; last NULL:
+ * s->hi, evaluated before every iteration. The serial loop and an outlined chunk. */
+static void counted_loop(Ll *l, const LoopStmt *s, LLVMValueRef first, LLVMValueRef last)
 {
-	LLVMValueRef lo = expr(l, s->lo);
 	LLVMBasicBlockRef pre = LLVMGetInsertBlock(l->b);
 	LLVMBasicBlockRef head = block(l, "for"), body = block(l, "body"), done = block(l, "done");
 	LLVMBuildBr(l->b, head);
 	LLVMPositionBuilderAtEnd(l->b, head);
 	LLVMValueRef i = LLVMBuildPhi(l->b, l->i64, "i");
-	LLVMAddIncoming(i, &lo, &pre, 1);
+	LLVMAddIncoming(i, &first, &pre, 1);
 	l->vars[s->var->id] = i;
-	LLVMValueRef more = LLVMBuildICmp(l->b, LLVMIntSLT, i, expr(l, s->hi), "");
+	LLVMValueRef more = LLVMBuildICmp(l->b, LLVMIntSLT, i, last ? last : expr(l, s->hi), "");
 	LLVMBuildCondBr(l->b, more, body, done);
 	LLVMPositionBuilderAtEnd(l->b, body);
 	stmts(l, s->body, false);
@@ -512,6 +512,11 @@ static void for_loop(Ll *l, const LoopStmt *s)
 	LLVMBuildBr(l->b, head);
 	LLVMAddIncoming(i, &next, &latch, 1);
 	LLVMPositionBuilderAtEnd(l->b, done);
+}
+
+static void for_loop(Ll *l, const LoopStmt *s)
+{
+	counted_loop(l, s, expr(l, s->lo), NULL);
 }
 
 static void gemm(Ll *l, const LoopGemm *g)
@@ -606,21 +611,7 @@ static LLVMValueRef par_fn(Ll *l, const LoopPar *lp, int k, LLVMTypeRef st)
 	LLVMValueRef lo = expr(l, s->lo);
 	LLVMValueRef first = LLVMBuildNSWAdd(l->b, lo, LLVMGetParam(fn, 1), "");
 	LLVMValueRef last = LLVMBuildNSWAdd(l->b, lo, LLVMGetParam(fn, 2), "");
-	LLVMBasicBlockRef pre = LLVMGetInsertBlock(l->b);
-	LLVMBasicBlockRef head = block(l, "for"), body = block(l, "body"), done = block(l, "done");
-	LLVMBuildBr(l->b, head);
-	LLVMPositionBuilderAtEnd(l->b, head);
-	LLVMValueRef i = LLVMBuildPhi(l->b, l->i64, "i");
-	LLVMAddIncoming(i, &first, &pre, 1);
-	l->vars[s->var->id] = i;
-	LLVMBuildCondBr(l->b, LLVMBuildICmp(l->b, LLVMIntSLT, i, last, ""), body, done);
-	LLVMPositionBuilderAtEnd(l->b, body);
-	stmts(l, s->body, false);
-	LLVMValueRef next = LLVMBuildNSWAdd(l->b, i, i64c(l, 1), "");
-	LLVMBasicBlockRef latch = LLVMGetInsertBlock(l->b);
-	LLVMBuildBr(l->b, head);
-	LLVMAddIncoming(i, &next, &latch, 1);
-	LLVMPositionBuilderAtEnd(l->b, done);
+	counted_loop(l, s, first, last);
 	LLVMBuildRetVoid(l->b);
 	free(l->bufp);
 	free(l->vars);
