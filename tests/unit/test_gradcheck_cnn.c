@@ -182,19 +182,27 @@ static void assert_near(const double *got, const double *want, int n, double tol
  *   for _ in range(2): bn(x.view(3, 4))
  *   print(bn.running_mean.tolist(), bn.running_var.tolist())
  */
-static void running_stats(const char *src, int elems, const double *mean, const double *var, int nc)
+static void running_stats_at(const char *src, int elems, const double *mean, const double *var, int nc, double offset,
+			     double tol)
 {
 	Compile *c = compile_loops_ok(src);
 	LoopMachine *lm = loop_machine_new(c->loops, BATCH, 1);
 	double x[BATCH * 12], t[BATCH * 2] = { 0 };
 	assert_true(elems <= 12);
 	bn_batch(x, BATCH * elems);
+	for (int i = 0; i < BATCH * elems; i++)
+		x[i] += offset;
 	for (int i = 0; i < 2; i++)
 		loop_machine_run(lm, "train_step", BATCH, x, t, NULL);
-	assert_near(loop_machine_buf(lm, "bn1.running_mean"), mean, nc, 1e-12);
-	assert_near(loop_machine_buf(lm, "bn1.running_var"), var, nc, 1e-12);
+	assert_near(loop_machine_buf(lm, "bn1.running_mean"), mean, nc, tol);
+	assert_near(loop_machine_buf(lm, "bn1.running_var"), var, nc, tol);
 	loop_machine_free(lm);
 	compile_free(c);
+}
+
+static void running_stats(const char *src, int elems, const double *mean, const double *var, int nc)
+{
+	running_stats_at(src, elems, mean, var, nc, 0, 1e-12);
 }
 
 static void test_batchnorm_running_stats(void **state)
@@ -212,6 +220,24 @@ static void test_batchnorm_running_stats(void **state)
 	running_stats("model m {\n  input x: [4]\n  target t: [2]\n"
 		      "  h = x -> batchnorm -> dense(2)\n"
 		      "  output h\n  loss mse(h, t)\n}\n" TRAIN, 4, mean1, var1, 4);
+}
+
+/*
+ * The statistics are one pass of sums around a shift (lower.c, bn_stats_with):
+ * with the same batch moved by 1e6, the variance must not change and the mean
+ * moves by the offset. Moving the batch rounds it by up to 1.2e-10 (double's
+ * step at 1e6), so 1e-8 here; sums of x and x^2 without the shift would lose
+ * about 1e-2 of the variance (36 squares near 1e12 rounded to 1e-16).
+ */
+static void test_batchnorm_statistics_far_from_zero(void **state)
+{
+	(void)state;
+	const double offset = 1e6, decay = 1 - 0.7 * 0.7;	/* momentum 0.3, two steps from 0 */
+	double mean3[] = { 0.0054314757148758094 + decay * offset, -0.004107592067593653 + decay * offset };
+	static const double var3[] = { 1.738475599363849, 1.7544737881748058 };
+	running_stats_at("model m {\n  input x: [2, 2, 3]\n  target t: [2]\n"
+			 "  h = x -> batchnorm(momentum=0.3) -> flatten -> dense(2)\n"
+			 "  output h\n  loss mse(h, t)\n}\n" TRAIN, 12, mean3, var3, 2, offset, 1e-8);
 }
 
 /* forward uses the running statistics: y = (x - mean) / sqrt(var + eps) w + b */
@@ -249,6 +275,7 @@ int main(void)
 		cmocka_unit_test(test_concat),
 		cmocka_unit_test(test_upsample),
 		cmocka_unit_test(test_batchnorm_running_stats),
+		cmocka_unit_test(test_batchnorm_statistics_far_from_zero),
 		cmocka_unit_test(test_batchnorm_inference),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
