@@ -6,36 +6,45 @@
  * blocks of at most KC, n into blocks of NC and m into blocks of MC. A
  * micro-kernel multiplies an MR x kc sliver of A by a kc x NR sliver of B into
  * MR x NR accumulators held in registers, then stores alpha * acc + beta * C.
- * Slivers are read either from packed buffers (copies laid out in the order
- * the kernel reads them: a packed B panel of kc x NC is reused by every m
- * block, a packed A block of MC x kc by every B sliver) or straight from the
- * caller's matrices, with strides. Packing pays when a copy is reused many
- * times; for the small products of training (a batch of 64, a convolution's
- * few channels) it costs more than it saves, so each side is packed only
- * when the product is large. Packing absorbs the transposes: A is read with
- * any strides, a transposed B sliver is always packed (one sliver at a time,
- * on the stack, when the panel is not).
+ * A is always packed, an MC x kc block of slivers that every B sliver reuses
+ * (for the small products of training the copy is m * k floats against
+ * m * n * k multiply-adds, and it lets the kernel read A with no strides: a
+ * sliver's column is MR consecutive floats, zero past the last row). B is
+ * packed into a kc x NC panel when more than one m block reuses it (m >
+ * MC); otherwise a sliver is read straight from the caller's matrix when
+ * its rows are contiguous, and packed one at a time on the stack when B is
+ * transposed (or, with AVX2, at a ragged edge). Packing absorbs the
+ * transposes.
  *
- * Kernels: with AVX2 and FMA at build time (-march=native on such a CPU), 6 x 16
- * written with intrinsics: 12 ymm accumulators, 2 loads of B and 6 broadcasts
- * of A per step, so the two FMA pipes are the limit. Edge tiles use the same
- * code with fewer rows (R = 1..6) or one vector (8 columns), so a ragged edge
- * costs about what it computes. A * B^T with a narrow C and a long k goes to
- * dot products instead (see use_dot), which need no packing at all.
- * Elsewhere (or with NNRT_GEMM_PORTABLE) a plain C 4 x 8 kernel that the
- * compiler keeps in registers and vectorizes.
+ * Kernels, chosen at build time (-march=native):
+ *  - AVX-512 (F and VL): 8 x 32, 16 zmm accumulators, per step 2 loads of
+ *    B and 8 broadcasts of A. Zen 4 runs a zmm FMA as two halves, so this
+ *    peaks like AVX2 but with half the instructions, and the 32 registers
+ *    leave room. Edge tiles use the same code with fewer rows (1..8) or one
+ *    vector; a ragged last vector (nr not a multiple of 16) reads B and
+ *    reads and writes C through a lane mask, so an edge sliver of B is read
+ *    in place and nothing past column n is touched.
+ *  - AVX2 and FMA: 6 x 16, 12 ymm accumulators, 2 loads of B and 6
+ *    broadcasts of A per step; edges with fewer rows or one vector of 8,
+ *    ragged columns through a copy of the corner.
+ *  - elsewhere (or with NNRT_GEMM_PORTABLE) a plain C 4 x 8 kernel that
+ *    the compiler keeps in registers and vectorizes.
+ * With AVX2 or AVX-512, A * B^T with a narrow C and a long k goes to dot
+ * products instead (see use_dot), which need no packing at all.
  *
  * Which path computes C (kernels or dot products) depends on the transposes
  * and sizes alone, and within a path every element of C is the same sequence
  * of floating-point operations wherever it falls in a tile and whether its
  * slivers were packed or not (the k blocks depend on k alone; each sums in k
- * order). Large products are split over the thread pool into tasks of whole
- * slivers of rows or columns of C, each packing its own buffers, so C is
- * bitwise the same for every thread count. beta is applied by the store of
- * the first k block (later blocks add); when beta is 0 that store writes C
- * without reading it. The packed buffers come from the heap, sized to the
- * task; without memory a task reads both sides in place instead, with the
- * same result. Stack use is about 20 KB.
+ * order, from zero, with one FMA per step). Large products are split over
+ * the thread pool into tasks of whole slivers of rows or columns of C, each
+ * packing its own buffers, so C is bitwise the same for every thread count.
+ * beta is applied by the store of the first k block (later blocks add);
+ * when beta is 0 that store writes C without reading it. The packed buffers
+ * come from the heap, sized to the task; without memory a task reads B in
+ * place and packs A one sliver at a time on the stack, with the same result.
+ * Stack use is about 40 KB with AVX-512 (a B and an A sliver), 20 KB with
+ * AVX2.
  *
  * Built with NNRT_BLAS_OPENBLAS (make BLAS=openblas), the products go to
  * OpenBLAS instead, with the same API and guarantees (the end of this file).
@@ -50,24 +59,32 @@
 #if defined(__AVX2__) && defined(__FMA__) && !defined(NNRT_GEMM_PORTABLE)
 #define GEMM_AVX2 1
 #include <immintrin.h>
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+#define GEMM_AVX512 1
+enum { MR = 8, NR = 32 };
+#else
+#define GEMM_AVX512 0
 enum { MR = 6, NR = 16 };
+#endif
 #else
 #define GEMM_AVX2 0
+#define GEMM_AVX512 0
 enum { MR = 4, NR = 8 };
 #endif
 
 /* Cache blocks, for Zen 3/4 (32 KB L1d, 512 KB-1 MB L2): a kc x NR B sliver
- * (16 KB) stays in L1 while the MC x kc A block (144 KB) streams from L2; the
- * kc x NC B panel (1 MB) is reused by every m block from L2/L3. On a Zen 4,
- * KC 192-384, MC 72-192 and NC 512-2048 all measured within noise of these.
- * The blocks are evened out (k = 300 is two blocks of 150, not 256 + 44). */
+ * (16 KB; 32 KB with AVX-512) stays in L1 while the MC x kc A block (144 KB)
+ * streams from L2; the kc x NC B panel (1 MB) is reused by every m block
+ * from L2/L3. On a Zen 4, KC 192-384, MC 72-192 and NC 512-2048 all measured
+ * within noise of these with AVX2; with AVX-512, KC 128 and 192 were slower
+ * on 1024^3. The blocks are evened out (k = 300 is two blocks of 150, not
+ * 256 + 44). */
 enum { KC = 256, MC = 144, NC = 1024 };
 _Static_assert(MC % MR == 0 && NC % NR == 0, "blocks hold whole slivers");
 
-/* A is packed when it is this large (elements) and reused by this many columns;
- * B is packed when more than one m block reuses it. Products of fewer flops
- * than PAR_FLOPS stay on the calling thread: waking a worker costs more. */
-enum { PACK_A_ELEMS = 64 * 1024, PACK_A_COLS = 4 * NR };
+/* A is always packed (the kernels read only packed A slivers); B is packed
+ * when more than one m block reuses it. Products of fewer flops than
+ * PAR_FLOPS stay on the calling thread: waking a worker costs more. */
 #define PAR_FLOPS 4e6
 enum { TASKS_PER_THREAD = 4 };	/* tasks per thread: a slow thread takes fewer */
 
@@ -84,13 +101,13 @@ static View view(const float *p, int64_t ld, int trans)
 }
 
 /* What one kernel call computes: count tiles of mr x nr stacked down C, tile
- * q from the A sliver at a + q * anext (element (i, p) at [i * ars + p * acs];
- * packed: ars = 1, acs = MR) and the one B sliver (element (p, j) at
+ * q from the packed A sliver at a + q * MR * kc (element (i, p) at
+ * [p * MR + i], zero past mr) and the one B sliver (element (p, j) at
  * b[p * bs + j]; packed: bs = NR), stored at c + q * mr * ldc. One call per
  * column of tiles keeps the B sliver in L1 and the call off the inner loop. */
 typedef struct Strip {
 	const float *a;
-	int64_t ars, acs, anext, count;
+	int64_t count;
 	const float *b;
 	int64_t bs;
 	float *c;
@@ -100,7 +117,110 @@ typedef struct Strip {
 
 typedef void KernelFn(int64_t kc, const Strip *s);
 
-#if GEMM_AVX2
+#if GEMM_AVX512
+
+/* the lanes of vector v (16 columns from 16 * v) that fall inside nr columns */
+static inline __attribute__((always_inline)) __mmask16 lanes(int64_t nr, int v)
+{
+	int64_t left = nr - 16 * v;
+	return left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+}
+
+/* R x 16V accumulators (R <= MR, V <= 2): per step, V vectors of B and R
+ * broadcasts of A. With ragged (nr not 16V), the last vector of B is read
+ * and C's stored through a mask, so nothing past column nr is touched and
+ * an edge sliver needs no copy. The unroll pragmas flatten acc so it lives
+ * in registers. */
+static inline __attribute__((always_inline)) void kernel_body(int64_t kc, const Strip *s, int R, int V, int ragged)
+{
+	const float *a = s->a;
+	float *c = s->c;
+	int64_t bs = s->bs, ldc = s->ldc;
+	float alpha = s->alpha, beta = s->beta;
+	__mmask16 mask[2] = {lanes(s->nr, 0), lanes(s->nr, 1)};
+	__m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+	for (int64_t q = 0; q < s->count; q++, a += MR * kc, c += R * ldc) {
+		__m512 acc[MR][2];
+#pragma GCC unroll 8
+		for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+			for (int v = 0; v < V; v++)
+				acc[i][v] = _mm512_setzero_ps();
+		const float *ap = a, *bp = s->b;
+#pragma GCC unroll 2
+		for (int64_t p = 0; p < kc; p++, ap += MR, bp += bs) {
+			__m512 bv[2];
+#pragma GCC unroll 2
+			for (int v = 0; v < V; v++)
+				bv[v] = ragged && v == V - 1 ? _mm512_maskz_loadu_ps(mask[v], bp + 16 * v)
+							     : _mm512_loadu_ps(bp + 16 * v);
+#pragma GCC unroll 8
+			for (int i = 0; i < R; i++) {
+				__m512 x = _mm512_set1_ps(ap[i]);
+#pragma GCC unroll 2
+				for (int v = 0; v < V; v++)
+					acc[i][v] = _mm512_fmadd_ps(x, bv[v], acc[i][v]);
+			}
+		}
+		/* alpha * acc + beta * C; beta 0 reads nothing */
+		float *ci = c;
+#pragma GCC unroll 8
+		for (int i = 0; i < R; i++, ci += ldc)
+#pragma GCC unroll 2
+			for (int v = 0; v < V; v++) {
+				__m512 x = acc[i][v];
+				int part = ragged && v == V - 1;
+				if (alpha != 1.0f)
+					x = _mm512_mul_ps(x, va);
+				if (beta != 0.0f) {
+					__m512 old = part ? _mm512_maskz_loadu_ps(mask[v], ci + 16 * v)
+							  : _mm512_loadu_ps(ci + 16 * v);
+					x = beta == 1.0f ? _mm512_add_ps(old, x) : _mm512_fmadd_ps(vb, old, x);
+				}
+				if (part)
+					_mm512_mask_storeu_ps(ci + 16 * v, mask[v], x);
+				else
+					_mm512_storeu_ps(ci + 16 * v, x);
+			}
+	}
+}
+
+#define KERNEL(R, V)                                                      \
+	static void kernel_##R##x##V(int64_t kc, const Strip *s)          \
+	{                                                                 \
+		kernel_body(kc, s, R, V, 0);                              \
+	}                                                                 \
+	static void kernel_##R##x##V##_ragged(int64_t kc, const Strip *s) \
+	{                                                                 \
+		kernel_body(kc, s, R, V, 1);                              \
+	}
+KERNEL(1, 1) KERNEL(2, 1) KERNEL(3, 1) KERNEL(4, 1) KERNEL(5, 1) KERNEL(6, 1) KERNEL(7, 1) KERNEL(8, 1)
+KERNEL(1, 2) KERNEL(2, 2) KERNEL(3, 2) KERNEL(4, 2) KERNEL(5, 2) KERNEL(6, 2) KERNEL(7, 2) KERNEL(8, 2)
+_Static_assert(MR == 8 && NR == 32, "one kernel per tile shape");
+
+/* [ragged][vectors - 1][rows - 1]: the kernel that computes exactly mr x nr tiles */
+static KernelFn *const kernels[2][2][MR] = {
+	{{kernel_1x1, kernel_2x1, kernel_3x1, kernel_4x1, kernel_5x1, kernel_6x1, kernel_7x1, kernel_8x1},
+	 {kernel_1x2, kernel_2x2, kernel_3x2, kernel_4x2, kernel_5x2, kernel_6x2, kernel_7x2, kernel_8x2}},
+	{{kernel_1x1_ragged, kernel_2x1_ragged, kernel_3x1_ragged, kernel_4x1_ragged, kernel_5x1_ragged,
+	  kernel_6x1_ragged, kernel_7x1_ragged, kernel_8x1_ragged},
+	 {kernel_1x2_ragged, kernel_2x2_ragged, kernel_3x2_ragged, kernel_4x2_ragged, kernel_5x2_ragged,
+	  kernel_6x2_ragged, kernel_7x2_ragged, kernel_8x2_ragged}},
+};
+
+static void kernel(int64_t kc, const Strip *s)
+{
+	kernels[s->nr % 16 != 0][s->nr > 16][s->mr - 1](kc, s);
+}
+
+/* the masks read no column past a sliver's edge: any B sliver can be read in place */
+static int whole_b_sliver(int64_t nr)
+{
+	(void)nr;
+	return 1;
+}
+
+#elif GEMM_AVX2
 
 /* alpha * acc + beta * C into R rows of V vectors of C; beta 0 reads nothing */
 static inline __attribute__((always_inline)) void store_tile(float *c, int64_t ldc, __m256 acc[MR][2], int R,
@@ -129,8 +249,8 @@ static inline __attribute__((always_inline)) void kernel_body(int64_t kc, const 
 {
 	const float *a = s->a;
 	float *c = s->c;
-	int64_t ars = s->ars, acs = s->acs, bs = s->bs, ldc = s->ldc;
-	for (int64_t q = 0; q < s->count; q++, a += s->anext, c += R * ldc) {
+	int64_t bs = s->bs, ldc = s->ldc;
+	for (int64_t q = 0; q < s->count; q++, a += MR * kc, c += R * ldc) {
 		__m256 acc[MR][2];
 #pragma GCC unroll 6
 		for (int i = 0; i < R; i++)
@@ -139,14 +259,14 @@ static inline __attribute__((always_inline)) void kernel_body(int64_t kc, const 
 				acc[i][v] = _mm256_setzero_ps();
 		const float *ap = a, *bp = s->b;
 #pragma GCC unroll 2
-		for (int64_t p = 0; p < kc; p++, ap += acs, bp += bs) {
+		for (int64_t p = 0; p < kc; p++, ap += MR, bp += bs) {
 			__m256 bv[2];
 #pragma GCC unroll 2
 			for (int v = 0; v < V; v++)
 				bv[v] = _mm256_loadu_ps(bp + 8 * v);
 #pragma GCC unroll 6
 			for (int i = 0; i < R; i++) {
-				__m256 x = _mm256_broadcast_ss(ap + i * ars);
+				__m256 x = _mm256_broadcast_ss(ap + i);
 #pragma GCC unroll 2
 				for (int v = 0; v < V; v++)
 					acc[i][v] = _mm256_fmadd_ps(x, bv[v], acc[i][v]);
@@ -194,12 +314,19 @@ static int whole_b_sliver(int64_t nr)
 	return nr == NR || nr == 8;
 }
 
+#endif
+
+#if GEMM_AVX2
 /* ---- dot products, for A * B^T with few outputs and a long k ----
  * Both operands are then contiguous in k, and a tile of DR x DC outputs
  * keeps DR x DC vectors of 8 partial sums (lane l sums the p = l mod 8), so
  * nothing is packed and no lane is wasted on a narrow C. Per 8 steps of k:
  * DR + DC loads and DR x DC FMAs. A tile holds exactly its mr x nr outputs. */
+#if GEMM_AVX512
+enum { DR = 4, DC = 4 };	/* 16 accumulators of the 32 registers */
+#else
 enum { DR = 3, DC = 4 };
+#endif
 
 /* where a dot tile's sums go: C[mr x nr] = alpha * sum + beta * C */
 typedef struct Tile {
@@ -239,7 +366,7 @@ static inline __attribute__((always_inline)) void dot_body(int64_t k, const floa
 							   int64_t ldb, const Tile *t, int R, int Cn)
 {
 	__m256 acc[DR][DC];
-#pragma GCC unroll 3
+#pragma GCC unroll 4
 	for (int i = 0; i < DR; i++)
 #pragma GCC unroll 4
 		for (int j = 0; j < DC; j++)
@@ -248,19 +375,19 @@ static inline __attribute__((always_inline)) void dot_body(int64_t k, const floa
 		__m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(k - p < 8 ? k - p : 8)),
 						  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 		__m256 av[DR], bv[DC];
-#pragma GCC unroll 3
+#pragma GCC unroll 4
 		for (int i = 0; i < R; i++)
 			av[i] = k - p >= 8 ? _mm256_loadu_ps(a + i * lda + p) : _mm256_maskload_ps(a + i * lda + p, mask);
 #pragma GCC unroll 4
 		for (int j = 0; j < Cn; j++)
 			bv[j] = k - p >= 8 ? _mm256_loadu_ps(b + j * ldb + p) : _mm256_maskload_ps(b + j * ldb + p, mask);
-#pragma GCC unroll 3
+#pragma GCC unroll 4
 		for (int i = 0; i < R; i++)
 #pragma GCC unroll 4
 			for (int j = 0; j < Cn; j++)
 				acc[i][j] = _mm256_fmadd_ps(av[i], bv[j], acc[i][j]);
 	}
-#pragma GCC unroll 3
+#pragma GCC unroll 4
 	for (int i = 0; i < R; i++)
 		store4(t->c + i * t->ldc, Cn, sum4(acc[i]), t->alpha, t->beta);
 }
@@ -275,11 +402,17 @@ typedef void DotFn(int64_t k, const float *a, int64_t lda, const float *b, int64
 	}
 DOT(1, 1) DOT(1, 2) DOT(1, 3) DOT(1, 4) DOT(2, 1) DOT(2, 2) DOT(2, 3) DOT(2, 4)
 DOT(3, 1) DOT(3, 2) DOT(3, 3) DOT(3, 4)
+#if GEMM_AVX512
+DOT(4, 1) DOT(4, 2) DOT(4, 3) DOT(4, 4)
+#endif
 
 static DotFn *const dots[DR][DC] = {
 	{dot_1x1, dot_1x2, dot_1x3, dot_1x4},
 	{dot_2x1, dot_2x2, dot_2x3, dot_2x4},
 	{dot_3x1, dot_3x2, dot_3x3, dot_3x4},
+#if GEMM_AVX512
+	{dot_4x1, dot_4x2, dot_4x3, dot_4x4},
+#endif
 };
 
 /* C[i0 .. i1, j0 .. j1] by dot-product tiles; A not transposed, B transposed */
@@ -307,23 +440,20 @@ static int use_dot(int transa, int transb, int64_t m, int64_t n, int64_t k)
 /* The portable kernel relies on the compiler keeping MR x NR floats in
  * registers and vectorizing over NR; 4 x 8 fits the 16 SSE registers of
  * baseline x86-64. At -O2 gcc keeps acc in memory unless the loops are
- * flattened. Rows past mr repeat row mr - 1, so nothing past A is read. */
+ * flattened. Rows past mr (zero in the packed sliver) are computed, not stored. */
 static void kernel(int64_t kc, const Strip *s)
 {
-	int64_t off[MR];
-	for (int i = 0; i < MR; i++)
-		off[i] = (i < s->mr ? i : s->mr - 1) * s->ars;
 	const float *a = s->a;
 	float *c = s->c;
-	for (int64_t q = 0; q < s->count; q++, a += s->anext) {
+	for (int64_t q = 0; q < s->count; q++, a += MR * kc) {
 		float acc[MR][NR] = {{0}};
 		const float *ap = a, *bp = s->b;
-		for (int64_t p = 0; p < kc; p++, ap += s->acs, bp += s->bs) {
+		for (int64_t p = 0; p < kc; p++, ap += MR, bp += s->bs) {
 #pragma GCC unroll 16
 			for (int i = 0; i < MR; i++)
 #pragma GCC unroll 16
 				for (int j = 0; j < NR; j++)
-					acc[i][j] += ap[off[i]] * bp[j];
+					acc[i][j] += ap[i] * bp[j];
 		}
 		for (int64_t i = 0; i < s->mr; i++, c += s->ldc) {
 			if (s->beta == 0.0f)
@@ -378,14 +508,24 @@ static inline __attribute__((always_inline)) void transpose8(__m256 r[8])
 #endif
 
 /* Rows [i0, i0 + mr) and columns [p0, p0 + kc) of op(A) into dst[kc][MR],
- * zero past mr. With AVX2 and rows contiguous in p, 8 columns at a time go
- * through a transpose; each 8-float store spills 2 floats past its 6, which
- * the next store (or the next sliver, or the buffer's slack) takes. */
+ * zero past mr. With AVX2, a transposed A (its mr rows contiguous at each p)
+ * takes one masked load per p; rows contiguous in p go 8 columns at a time
+ * through a transpose. Each store is 8 floats: with MR = 6 it spills 2 past
+ * its 6, which the next store (or the next sliver, or the buffer's slack)
+ * takes. */
 static void pack_a_sliver(View a, int64_t i0, int64_t p0, int64_t mr, int64_t kc, float *dst)
 {
 	const float *src = a.p + i0 * a.rs + p0 * a.cs;
 	int64_t p = 0;
 #if GEMM_AVX2
+	if (a.rs == 1) {
+		/* A transposed: the mr rows are contiguous at each p, one masked load */
+		__m256i rows = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)mr),
+						  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+		for (; p < kc; p++)
+			_mm256_storeu_ps(dst + p * MR, _mm256_maskload_ps(src + p * a.cs, rows));
+		return;
+	}
 	if (a.cs == 1)
 		for (; p + 8 <= kc; p += 8) {
 			__m256 r[8];
@@ -425,6 +565,13 @@ static void pack_b_sliver(View b, int64_t p0, int64_t j0, int64_t kc, int64_t nr
 #if GEMM_AVX2
 	if (b.cs == 1) {
 		/* an edge: masked loads read nothing past column nr */
+#if GEMM_AVX512
+		__mmask16 lo = lanes(nr, 0), hi = lanes(nr, 1);
+		for (; p < kc; p++) {
+			_mm512_storeu_ps(dst + p * NR, _mm512_maskz_loadu_ps(lo, src + p * b.rs));
+			_mm512_storeu_ps(dst + p * NR + 16, _mm512_maskz_loadu_ps(hi, src + p * b.rs + 16));
+		}
+#else
 		__m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
 		__m256i lo = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)nr), lane);
 		__m256i hi = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)nr - 8), lane);
@@ -432,11 +579,12 @@ static void pack_b_sliver(View b, int64_t p0, int64_t j0, int64_t kc, int64_t nr
 			_mm256_storeu_ps(dst + p * NR, _mm256_maskload_ps(src + p * b.rs, lo));
 			_mm256_storeu_ps(dst + p * NR + 8, _mm256_maskload_ps(src + p * b.rs + 8, hi));
 		}
+#endif
 		return;
 	}
 	if (b.rs == 1)
 		for (; p + 8 <= kc; p += 8)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
 			for (int h = 0; h < NR / 8; h++) {
 				__m256 r[8];
 #pragma GCC unroll 8
@@ -469,17 +617,18 @@ typedef struct Gemm {
 	View a, b;
 	float *c;
 	int64_t ldc;
-	int pack_a, pack_b;		/* decided once per call, for every thread alike */
+	int pack_b;			/* decided once per call, for every thread alike */
 	int dot;			/* dot products (use_dot) instead of the kernels */
 	int split_n;			/* tasks are slivers of columns (else of rows) */
 	int64_t units, grain;		/* slivers along the split, slivers per task */
 	atomic_llong next;		/* the next task to claim */
 } Gemm;
 
-/* one thread's buffers: the packed A block and B panel (when packed), and
- * one B sliver for the slivers packed one at a time */
+/* one thread's buffers: the packed A block (NULL without memory) and B
+ * panel (when packed), one B sliver for the slivers packed one at a time,
+ * and one A sliver for when the block could not be allocated */
 typedef struct Work {
-	float *pa, *pb, *sliver;
+	float *pa, *pb, *sliver, *asliver;
 } Work;
 
 /* the block size for n in blocks of at most max, as even as possible,
@@ -506,18 +655,24 @@ static void macro_kernel(const Gemm *g, const Work *w, int64_t i0, int64_t mc, i
 			b = g->b.p + p0 * g->b.rs + j0 + js, bs = g->b.rs;
 		else
 			pack_b_sliver(g->b, p0, j0 + js, kc, nr, w->sliver);
-		/* the whole slivers of A in one call, then the rows past them */
 		Strip st = {.b = b, .bs = bs, .c = g->c + i0 * g->ldc + j0 + js, .ldc = g->ldc, .mr = MR, .nr = nr,
-			    .alpha = g->alpha, .beta = beta, .count = mc / MR};
-		if (g->pack_a)
-			st.a = w->pa, st.ars = 1, st.acs = MR, st.anext = MR * kc;
-		else
-			st.a = g->a.p + i0 * g->a.rs + p0 * g->a.cs, st.ars = g->a.rs, st.acs = g->a.cs,
-			st.anext = MR * g->a.rs;
+			    .alpha = g->alpha, .beta = beta};
+		if (!w->pa) {
+			/* no packed block: each A sliver packed again for each B sliver */
+			for (int64_t is = 0; is < mc; is += MR, st.c += MR * g->ldc) {
+				st.mr = mc - is < MR ? mc - is : MR;
+				pack_a_sliver(g->a, i0 + is, p0, st.mr, kc, w->asliver);
+				st.a = w->asliver, st.count = 1;
+				kernel(kc, &st);
+			}
+			continue;
+		}
+		/* the whole slivers of A in one call, then the rows past them */
+		st.a = w->pa, st.count = mc / MR;
 		if (st.count)
 			kernel(kc, &st);
 		if (mc % MR) {
-			st.a += st.count * st.anext;
+			st.a += st.count * MR * kc;
 			st.c += st.count * MR * g->ldc;
 			st.mr = mc % MR;
 			st.count = 1;
@@ -539,7 +694,7 @@ static void gemm_block(const Gemm *g, const Work *w, int64_t i0, int64_t i1, int
 				pack_b(g->b, pc, jc, kc, ncur, w->pb);
 			for (int64_t ic = i0; ic < i1; ic += mc) {
 				int64_t mcur = i1 - ic < mc ? i1 - ic : mc;
-				if (g->pack_a)
+				if (w->pa)
 					pack_a(g->a, ic, pc, mcur, kc, w->pa);
 				macro_kernel(g, w, ic, mcur, jc, ncur, pc, kc, beta);
 			}
@@ -548,8 +703,9 @@ static void gemm_block(const Gemm *g, const Work *w, int64_t i0, int64_t i1, int
 }
 
 /* A task: the rows or columns of C in slivers [begin, end), with buffers of
- * its own. Without memory for the packed buffers it reads both sides in
- * place, which gives the same result more slowly. */
+ * its own. Without memory for the packed buffers it reads B in place and
+ * packs A one sliver at a time on the stack, which gives the same result
+ * more slowly. */
 static void gemm_task(const Gemm *shared, int64_t begin, int64_t end)
 {
 	Gemm g;
@@ -565,15 +721,15 @@ static void gemm_task(const Gemm *shared, int64_t begin, int64_t end)
 		return;
 	}
 #endif
-	_Alignas(64) float sliver[KC * NR];
-	size_t na = g.pack_a ? (size_t)(even_block(i1 - i0, MC, MR) * g.kc + 8) : 0;
+	_Alignas(64) float sliver[KC * NR], asliver[KC * MR + 8];
+	size_t na = (size_t)(even_block(i1 - i0, MC, MR) * g.kc + 8);
 	size_t nb = g.pack_b ? (size_t)(even_block(j1 - j0, NC, NR) * g.kc) : 0;
-	float *heap = na + nb ? aligned_alloc(64, (na + nb + 15) / 16 * 64) : NULL;
-	Work w = {NULL, NULL, sliver};
+	float *heap = aligned_alloc(64, (na + nb + 15) / 16 * 64);
+	Work w = {NULL, NULL, sliver, asliver};
 	if (heap)
 		w.pb = heap, w.pa = heap + nb;
 	else
-		g.pack_a = g.pack_b = 0;
+		g.pack_b = 0;
 	gemm_block(&g, &w, i0, i1, j0, j1);
 	free(heap);
 }
@@ -611,7 +767,7 @@ static void native_sgemm(int transa, int transb, int64_t m, int64_t n, int64_t k
 {
 	Gemm g = {.m = m, .n = n, .k = k, .kc = even_block(k, KC, 1), .alpha = alpha, .beta = beta,
 		  .a = view(a, lda, transa), .b = view(b, ldb, transb), .c = c, .ldc = ldc,
-		  .pack_a = m * k >= PACK_A_ELEMS && n > PACK_A_COLS, .pack_b = m > MC,
+		  .pack_b = m > MC,
 		  .dot = use_dot(transa, transb, m, n, k)};
 	int64_t mu = (m + MR - 1) / MR, nu = (n + NR - 1) / NR;
 	g.split_n = nu >= mu;

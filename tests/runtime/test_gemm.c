@@ -143,6 +143,11 @@ static void test_exact_integers(void **state)
 		{1, 1, 1}, {1, 7, 3}, {5, 1, 9}, {3, 5, 1}, {4, 8, 16}, {7, 13, 11},
 		{65, 97, 257}, {130, 17, 300}, {9, 200, 40},
 		{5, 9, 100}, {64, 10, 128}, {3, 4, 32}, {7, 17, 45},	/* A * B^T by dot products */
+		/* every row count of an 8-row tile, ragged columns on either side
+		 * of 16 and 32 (read and written through masks), the examples' own
+		 * shapes */
+		{8, 32, 5}, {9, 33, 2}, {15, 31, 7}, {16, 47, 3}, {17, 48, 12}, {2, 63, 9}, {11, 1, 4},
+		{6, 784, 25}, {16, 100, 150}, {150, 100, 16}, {64, 128, 10}, {10, 128, 64}, {32, 25, 16},
 	};
 	for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
 		run_all(sizes[s][0], sizes[s][1], sizes[s][2], (int64_t)(s % 3) * 3, 1.0f, 1, 100 + s);
