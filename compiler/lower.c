@@ -1562,6 +1562,89 @@ static LoopExpr *term_shifted(Lower *l, const void *env, int k, LoopExpr *at)
 static int64_t bn_pos(const IrNode *x) { return elems(x) / x->shape.d[0]; }
 
 /*
+ * Batchnorm kernels loop over the channels, in parallel. Image channels (at
+ * least BN_PLANE_POS positions) are read plane by plane instead: a first loop, parallel over the n*C planes, sums each plane in
+ * double and keeps the sums (bn_part), then the loop over the channels adds
+ * each channel's n plane sums in sample order. A channel's positions are a
+ * run of P floats every C*P, so reading a whole channel at a time jumps
+ * between short runs; the planes in memory order stream (measured on a [64,
+ * 32, 28, 28] batch: 3x faster). The passes that write (the normalized
+ * values, dx) run over the planes too, from per-channel coefficients the
+ * channel loop stores. The result does not depend on the thread count.
+ */
+enum { BN_PLANE_POS = 64 };
+
+static bool bn_by_planes(const IrNode *x) { return bn_pos(x) >= BN_PLANE_POS; }
+
+/* the plane sums of x (and g) of a batchnorm kernel; buf == NULL: summed channel by channel */
+typedef struct BnPart {
+	LoopBuf *buf;	/* per sample [C, nsum, 2]: each sum as two floats (store_split) */
+	int nsum;
+} BnPart;
+
+static LoopBuf *bn_temp(Lower *l, const IrNode *n, const char *what, int64_t elems, bool batched)
+{
+	const char *name = arena_printf(l->m->arena, "%s %s %s %%%d", l->fn->name,
+					n->layer ? n->layer : ir_op_name(n->op), what, n->id);
+	return loop_new_buf(l->m, name, LT_F32, elems, batched, LB_TEMP);
+}
+
+static LoopExpr *plane_chan(Lower *l, const IrNode *x, LoopVar *p)	/* the channel of plane p */
+{
+	LoopExpr *ch = I(l, x->shape.d[0]);
+	return sub(l, V(l, p), mul(l, dvd(l, V(l, p), ch), ch));
+}
+
+/* K, the shift of channel c's sums: its first element, of sample 0 */
+static LoopVar *bn_shift(Lower *l, const IrNode *x, LoopExpr *c)
+{
+	return loop_local(l->fn, LT_F64, loop_cvt(l->fn, LT_F64, ld(l, x, mul(l, c, I(l, bn_pos(x))))));
+}
+
+/* the double v as two floats at b[at], b[at + 1]: v rounded, and the rest rounded; their sum
+ * is v to 48 bits (buffers hold floats) */
+static void store_split(Lower *l, LoopBuf *b, LoopExpr *at, LoopVar *v)
+{
+	LoopVar *hi = loop_local(l->fn, LT_F32, loop_cvt(l->fn, LT_F32, V(l, v)));
+	loop_store(l->fn, b, at, V(l, hi));
+	loop_store(l->fn, b, add(l, at, I(l, 1)), loop_cvt(l->fn, LT_F32, sub(l, V(l, v), loop_cvt(l->fn, LT_F64, V(l, hi)))));
+}
+
+static LoopExpr *load_split(Lower *l, LoopBuf *b, LoopExpr *at)
+{
+	return add(l, loop_cvt(l->fn, LT_F64, loop_load(l->fn, b, at)),
+		   loop_cvt(l->fn, LT_F64, loop_load(l->fn, b, add(l, at, I(l, 1)))));
+}
+
+/* the first pass of a batchnorm kernel over image channels: each plane's sums (term_shifted) */
+static BnPart bn_part(Lower *l, const IrNode *n, const IrNode *x, const IrNode *g)
+{
+	BnPart bp = { .nsum = g ? 4 : 2 };
+	if (!bn_by_planes(x))
+		return bp;
+	bp.buf = bn_temp(l, n, "plane sums", x->shape.d[0] * bp.nsum * 2, true);
+	LoopVar *p = planes_open(l, x);
+	BnEnv e = { .x = x, .g = g, .mean = bn_shift(l, x, plane_chan(l, x, p)) };
+	LoopVar *sums[4];
+	chan_sums(l, p, 1, bn_pos(x), false, bp.nsum, term_shifted, &e, sums);	/* plane p as channel p of one sample */
+	for (int k = 0; k < bp.nsum; k++)
+		store_split(l, bp.buf, add(l, mul(l, V(l, p), I(l, bp.nsum * 2)), I(l, 2 * k)), sums[k]);
+	loop_end(l->fn);
+	return bp;
+}
+
+/* channel c's sum of the plane sums of one kind, or of pairs at (s * C + c) * stride + at, in sample order */
+static LoopVar *plane_total(Lower *l, LoopBuf *b, int64_t ch, LoopVar *c, int64_t stride, int64_t at)
+{
+	LoopVar *acc = loop_local(l->fn, LT_F64, f64(l, 0));
+	LoopVar *s = loop_for(l->fn, I(l, 0), loop_n(l->fn));
+	LoopExpr *i = add(l, mul(l, add(l, mul(l, V(l, s), I(l, ch)), V(l, c)), I(l, stride)), I(l, at));
+	loop_set(l->fn, acc, add(l, V(l, acc), load_split(l, b, i)));
+	loop_end(l->fn);
+	return acc;
+}
+
+/*
  * Channel c's batch mean and sum of squared deviations (ssd), in double, in
  * one pass over x: the sums of d = x - K and of d^2 around K, the channel's
  * first element, give mean = K + S1 / M and ssd = S2 - S1^2 / M. K is near
@@ -1570,15 +1653,21 @@ static int64_t bn_pos(const IrNode *x) { return elems(x) / x->shape.d[0]; }
  * gradient g (g != NULL), the same pass also sums d g and g, which give the
  * backward's dot = sum (x - mean) g = S(d g) - (S1 / M) S(g), and *gsum = S(g).
  * Two passes over the data fewer in the backward, one fewer in the forward.
+ * bp: the plane sums of bn_part, or none (then summed here, channel by channel).
  */
-static void bn_stats_with(Lower *l, const IrNode *x, const IrNode *g, LoopVar *c, LoopVar **mean, LoopVar **ssd,
-			  LoopVar **dot, LoopVar **gsum)
+static void bn_stats_with(Lower *l, const IrNode *x, const IrNode *g, const BnPart *bp, LoopVar *c, LoopVar **mean,
+			  LoopVar **ssd, LoopVar **dot, LoopVar **gsum)
 {
 	int64_t ch = x->shape.d[0];
-	LoopVar *k = loop_local(l->fn, LT_F64, loop_cvt(l->fn, LT_F64, ld(l, x, chan_at(l, I(l, 0), c, ch, bn_pos(x), I(l, 0)))));
-	BnEnv e = { .x = x, .g = g, .mean = k };
+	LoopVar *k = bn_shift(l, x, V(l, c));
 	LoopVar *sums[4];
-	chan_sums(l, c, ch, bn_pos(x), true, g ? 4 : 2, term_shifted, &e, sums);
+	if (bp->buf) {
+		for (int j = 0; j < bp->nsum; j++)
+			sums[j] = plane_total(l, bp->buf, ch, c, bp->nsum * 2, 2 * j);
+	} else {
+		BnEnv e = { .x = x, .g = g, .mean = k };
+		chan_sums(l, c, ch, bn_pos(x), true, g ? 4 : 2, term_shifted, &e, sums);
+	}
 	LoopVar *shift = loop_local(l->fn, LT_F64, dvd(l, V(l, sums[0]), bn_count(l, x)));	/* mean - K */
 	*mean = loop_local(l->fn, LT_F64, add(l, V(l, k), V(l, shift)));
 	*ssd = loop_local(l->fn, LT_F64, loop_max(l->fn, sub(l, V(l, sums[1]), mul(l, V(l, shift), V(l, sums[0]))),
@@ -1589,9 +1678,9 @@ static void bn_stats_with(Lower *l, const IrNode *x, const IrNode *g, LoopVar *c
 	}
 }
 
-static void bn_stats(Lower *l, const IrNode *x, LoopVar *c, LoopVar **mean, LoopVar **ssd)
+static void bn_stats(Lower *l, const IrNode *x, const BnPart *bp, LoopVar *c, LoopVar **mean, LoopVar **ssd)
 {
-	bn_stats_with(l, x, NULL, c, mean, ssd, NULL, NULL);
+	bn_stats_with(l, x, NULL, bp, c, mean, ssd, NULL, NULL);
 }
 
 /* 1 / sqrt(ssd / M + eps) with the biased variance, rounded to float as PyTorch saves it */
@@ -1607,34 +1696,87 @@ static LoopVar *bn_invstd(Lower *l, const IrNode *x, double eps, LoopVar *ssd)
 static void bn_update(Lower *l, const IrNode *n, LoopVar *c, LoopVar *mean, LoopVar *ssd);
 static bool lower_node(Lower *l, const IrNode *n);
 
+/* the element of position i of plane p */
+static LoopExpr *bn_plane_at(Lower *l, const IrNode *x, LoopVar *p, LoopVar *i)
+{
+	return add(l, mul(l, V(l, p), I(l, bn_pos(x))), V(l, i));
+}
+
+/* y = x * alpha + beta: channel c's alpha = w * invstd and beta = b - mean * alpha */
+static void bn_affine(Lower *l, const IrNode *n, LoopExpr *c, LoopVar *mean, LoopVar *invstd, LoopVar **alpha,
+		      LoopVar **beta)
+{
+	*alpha = loop_local(l->fn, LT_F32, mul(l, V(l, invstd), ld(l, n->in[1], c)));
+	*beta = loop_local(l->fn, LT_F32, sub(l, ld(l, n->in[2], c), mul(l, loop_cvt(l->fn, LT_F32, V(l, mean)), V(l, *alpha))));
+}
+
+/* the running statistics' mean and 1 / sqrt(var + eps) of channel c */
+static void bn_running(Lower *l, const IrNode *n, LoopExpr *c, LoopVar **mean, LoopVar **invstd)
+{
+	*mean = loop_local(l->fn, LT_F32, ld(l, n->in[3], c));
+	*invstd = loop_local(l->fn, LT_F32, dvd(l, F(l, 1), un(l, LO_SQRT, add(l, ld(l, n->in[4], c), F(l, n->a.eps)))));
+}
+
+/* inference batchnorm of images: plane by plane, each plane's coefficients from its channel's */
+static bool bn_running_planes(Lower *l, const IrNode *n)
+{
+	const IrNode *x = n->in[0];
+	LoopVar *mean, *invstd, *alpha, *beta, *p = planes_open(l, x);
+	LoopExpr *c = plane_chan(l, x, p);
+	bn_running(l, n, c, &mean, &invstd);
+	bn_affine(l, n, c, mean, invstd, &alpha, &beta);
+	LoopVar *i = loop_for_n(l->fn, bn_pos(x));
+	LoopExpr *at = bn_plane_at(l, x, p, i);
+	st(l, n, at, add(l, mul(l, ld(l, x, at), V(l, alpha)), V(l, beta)));
+	if (n->group)
+		group_body(l, n->group, l->last[n->group], loop_local(l->fn, LT_I64, at));
+	bn_close(l);
+	return true;
+}
+
 /* upd[0..nupd): bn_running_update kernels of x in n's channel group, from the same statistics */
 static bool lower_batchnorm_with(Lower *l, const IrNode *n, const IrNode *const *upd, int nupd)
 {
 	const IrNode *x = n->in[0];
+	bool train = n->op == IR_BATCHNORM_TRAIN, planes = bn_by_planes(x);
+	if (planes && !train)
+		return bn_running_planes(l, n);
+	BnPart bp = train ? bn_part(l, n, x, NULL) : (BnPart){ 0 };
+	LoopBuf *coef = planes ? bn_temp(l, n, "alpha beta", 2 * x->shape.d[0], false) : NULL;
 	LoopVar *c = loop_for_n(l->fn, x->shape.d[0]);
 	loop_parallel(l->fn);
 	LoopVar *mean, *invstd;
 	if (n->op == IR_BATCHNORM_TRAIN) {
 		LoopVar *ssd;
-		bn_stats(l, x, c, &mean, &ssd);
+		bn_stats(l, x, &bp, c, &mean, &ssd);
 		invstd = bn_invstd(l, x, n->a.eps, ssd);
 		for (int i = 0; i < nupd; i++)
 			bn_update(l, upd[i], c, mean, ssd);
 	} else {
-		mean = loop_local(l->fn, LT_F32, ld(l, n->in[3], V(l, c)));
-		invstd = loop_local(l->fn, LT_F32, dvd(l, F(l, 1), un(l, LO_SQRT, add(l, ld(l, n->in[4], V(l, c)),
-										  F(l, n->a.eps)))));
+		bn_running(l, n, V(l, c), &mean, &invstd);
 	}
-	LoopVar *alpha = loop_local(l->fn, LT_F32, mul(l, V(l, invstd), ld(l, n->in[1], V(l, c))));
-	LoopVar *beta = loop_local(l->fn, LT_F32, sub(l, ld(l, n->in[2], V(l, c)),
-						      mul(l, loop_cvt(l->fn, LT_F32, V(l, mean)), V(l, alpha))));
-	LoopVar *p, *s = bn_open(l, x, &p);
-	LoopExpr *at = bn_at(l, x, s, c, p);
+	LoopVar *alpha, *beta;
+	bn_affine(l, n, V(l, c), mean, invstd, &alpha, &beta);
+	LoopExpr *at;
+	if (planes) {
+		loop_store(l->fn, coef, mul(l, V(l, c), I(l, 2)), V(l, alpha));
+		loop_store(l->fn, coef, add(l, mul(l, V(l, c), I(l, 2)), I(l, 1)), V(l, beta));
+		loop_end(l->fn);
+		LoopVar *p = planes_open(l, x);
+		LoopExpr *pc = plane_chan(l, x, p);
+		alpha = loop_local(l->fn, LT_F32, loop_load(l->fn, coef, mul(l, pc, I(l, 2))));
+		beta = loop_local(l->fn, LT_F32, loop_load(l->fn, coef, add(l, mul(l, pc, I(l, 2)), I(l, 1))));
+		at = bn_plane_at(l, x, p, loop_for_n(l->fn, bn_pos(x)));
+	} else {
+		LoopVar *p, *s = bn_open(l, x, &p);
+		at = bn_at(l, x, s, c, p);
+	}
 	st(l, n, at, add(l, mul(l, ld(l, x, at), V(l, alpha)), V(l, beta)));
 	if (n->group)	/* the group it heads, element by element as they are written */
 		group_body(l, n->group, l->last[n->group], loop_local(l->fn, LT_I64, at));
-	bn_close(l);
-	loop_end(l->fn);
+	bn_close(l);	/* samples and positions, or positions and planes */
+	if (!planes)
+		loop_end(l->fn);
 	return true;
 }
 
@@ -1656,25 +1798,17 @@ static void bn_update(Lower *l, const IrNode *n, LoopVar *c, LoopVar *mean, Loop
 
 /* as PyTorch's CPU backward, with the batch's mean and invstd: dotp = sum (x - mean) g (double);
  * dw = dotp invstd; dx = (g - sum(g) / M - (x - mean) dotp invstd^2 / M) invstd w */
-static void bn_grads(Lower *l, const IrNode *n, LoopVar *c)
+static void bn_dw(Lower *l, const IrNode *n)
 {
 	const IrNode *g = n->in[0], *x = n->in[1];
+	BnPart bp = bn_part(l, n, x, g);
+	LoopVar *c = loop_for_n(l->fn, x->shape.d[0]);
+	loop_parallel(l->fn);
 	LoopVar *mean, *ssd, *dot, *sum;
-	bn_stats_with(l, x, g, c, &mean, &ssd, &dot, &sum);
+	bn_stats_with(l, x, g, &bp, c, &mean, &ssd, &dot, &sum);
 	LoopVar *invstd = bn_invstd(l, x, n->a.eps, ssd);
-	if (n->op == IR_BN_DW) {
-		st(l, n, V(l, c), mul(l, V(l, dot), V(l, invstd)));
-		return;
-	}
-	LoopVar *k = loop_local(l->fn, LT_F32, dvd(l, mul(l, V(l, dot), mul(l, V(l, invstd), V(l, invstd))), bn_count(l, x)));
-	LoopVar *gmean = loop_local(l->fn, LT_F32, dvd(l, V(l, sum), bn_count(l, x)));
-	LoopVar *m32 = loop_local(l->fn, LT_F32, V(l, mean));
-	LoopVar *w = loop_local(l->fn, LT_F32, ld(l, n->in[2], V(l, c)));
-	LoopVar *p, *s = bn_open(l, x, &p);
-	LoopExpr *at = bn_at(l, x, s, c, p);
-	LoopExpr *centered = mul(l, sub(l, ld(l, x, at), V(l, m32)), V(l, k));
-	st(l, n, at, mul(l, mul(l, sub(l, sub(l, ld(l, g, at), V(l, gmean)), centered), V(l, invstd)), V(l, w)));
-	bn_close(l);
+	st(l, n, V(l, c), mul(l, V(l, dot), V(l, invstd)));
+	loop_end(l->fn);
 }
 
 /* what the dx pass of a channel group needs to write dx and sum it */
@@ -1706,10 +1840,14 @@ static void lower_bn_backward(Lower *l, const IrNode *dx, const IrNode *const *m
 {
 	const IrNode *g = dx->in[0], *x = dx->in[1];
 	int64_t ch = x->shape.d[0];
+	BnPart bp = bn_part(l, dx, x, g);
+	bool planes = bp.buf != NULL;
+	enum { CK, CGMEAN, CM32, CINVSTD, CW, NCOEF };	/* what the plane pass reads per channel */
+	LoopBuf *coef = planes ? bn_temp(l, dx, "coefficients", NCOEF * ch, false) : NULL;
 	LoopVar *c = loop_for_n(l->fn, ch);
 	loop_parallel(l->fn);
 	LoopVar *mean, *ssd, *sums[2];
-	bn_stats_with(l, x, g, c, &mean, &ssd, &sums[0], &sums[1]);
+	bn_stats_with(l, x, g, &bp, c, &mean, &ssd, &sums[0], &sums[1]);
 	LoopVar *invstd = bn_invstd(l, x, dx->a.eps, ssd);
 	const IrNode *dsum[MAX_SUMS * 8];
 	int nd = 0;
@@ -1726,7 +1864,38 @@ static void lower_bn_backward(Lower *l, const IrNode *dx, const IrNode *const *m
 	d.gmean = loop_local(l->fn, LT_F32, dvd(l, V(l, sums[1]), bn_count(l, x)));
 	d.m32 = loop_local(l->fn, LT_F32, V(l, mean));
 	d.w = loop_local(l->fn, LT_F32, ld(l, dx->in[2], V(l, c)));
-	if (nd) {
+	if (planes) {	/* the coefficients, then dx plane by plane, then the channel sums of dx */
+		LoopVar *const put[NCOEF] = { [CK] = d.k, [CGMEAN] = d.gmean, [CM32] = d.m32, [CINVSTD] = d.invstd,
+					      [CW] = d.w };
+		for (int j = 0; j < NCOEF; j++)
+			loop_store(l->fn, coef, add(l, mul(l, V(l, c), I(l, NCOEF)), I(l, j)), V(l, put[j]));
+		loop_end(l->fn);
+		LoopBuf *dpart = nd ? bn_temp(l, dx, "plane sums of dx", 2 * ch, true) : NULL;
+		LoopVar *p = planes_open(l, x);
+		LoopExpr *pc = mul(l, plane_chan(l, x, p), I(l, NCOEF));
+		LoopVar *got[NCOEF];
+		for (int j = 0; j < NCOEF; j++)
+			got[j] = loop_local(l->fn, LT_F32, loop_load(l->fn, coef, add(l, pc, I(l, j))));
+		BnDx dp = { .x = x, .g = g, .dx = dx, .k = got[CK], .gmean = got[CGMEAN], .m32 = got[CM32],
+			    .invstd = got[CINVSTD], .w = got[CW] };
+		if (nd) {
+			LoopVar *total;
+			chan_sums(l, p, 1, bn_pos(x), false, 1, term_dx, &dp, &total);	/* plane p as in bn_part */
+			store_split(l, dpart, mul(l, V(l, p), I(l, 2)), total);
+		} else {
+			LoopVar *i = loop_for_n(l->fn, bn_pos(x));
+			term_dx(l, &dp, 0, bn_plane_at(l, x, p, i));
+			loop_end(l->fn);
+		}
+		loop_end(l->fn);
+		c = loop_for_n(l->fn, ch);
+		loop_parallel(l->fn);
+		if (nd) {
+			LoopVar *total = plane_total(l, dpart, ch, c, 2, 0);
+			for (int i = 0; i < nd; i++)
+				st(l, dsum[i], V(l, c), V(l, total));
+		}
+	} else if (nd) {
 		LoopVar *total;
 		chan_sums(l, c, ch, bn_pos(x), true, 1, term_dx, &d, &total);
 		for (int i = 0; i < nd; i++)
@@ -1782,17 +1951,20 @@ static void lower_cgroup(Lower *l, const IrNode *n)
 
 static bool lower_batchnorm_bwd(Lower *l, const IrNode *n)	/* batchnorm_dx, batchnorm_dw, bn_running_update */
 {
-	const IrNode *x = n->in[n->op == IR_BN_UPDATE ? 0 : 1];
-	LoopVar *c = loop_for_n(l->fn, x->shape.d[0]);
-	loop_parallel(l->fn);
-	if (n->op == IR_BN_UPDATE) {
-		LoopVar *mean, *ssd;
-		bn_stats(l, x, c, &mean, &ssd);
-		bn_update(l, n, c, mean, ssd);	/* writes the buffers in place; n's own value is unused */
+	if (n->op == IR_BN_DX) {
+		lower_bn_backward(l, n, &n, 1);
+	} else if (n->op == IR_BN_DW) {
+		bn_dw(l, n);
 	} else {
-		bn_grads(l, n, c);
+		const IrNode *x = n->in[0];
+		BnPart bp = bn_part(l, n, x, NULL);
+		LoopVar *c = loop_for_n(l->fn, x->shape.d[0]);
+		loop_parallel(l->fn);
+		LoopVar *mean, *ssd;
+		bn_stats(l, x, &bp, c, &mean, &ssd);
+		bn_update(l, n, c, mean, ssd);	/* writes the buffers in place; n's own value is unused */
+		loop_end(l->fn);
 	}
-	loop_end(l->fn);
 	return true;
 }
 
