@@ -23,11 +23,13 @@
  */
 #include "emit_llvm.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <llvm-c/Analysis.h>
+#include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
@@ -1101,14 +1103,27 @@ static void build(Ll *l)
 	l->bufp = NULL;
 }
 
-static void init_llvm(void)
+/*
+ * Once per process (the JIT's thread may be the first to ask). One option of
+ * LLVM's: a loop of a constant trip count under 16 is vectorized only with
+ * its tail folded into masked loads and stores, by default. The convolutions'
+ * short rows (lenet's col2im: 10) then add into memory through masked stores
+ * that the next loads cannot forward from, and stall; with a scalar epilogue
+ * allowed from 4 iterations on, lenet's JIT kernels took 45% less time
+ * relative to the GEMM (perf), unet_tiny's 10% less, resnet_mini's the same.
+ */
+static void init_once(void)
 {
-	static bool done;
-	if (done)
-		return;
 	LLVMInitializeNativeTarget();
 	LLVMInitializeNativeAsmPrinter();
-	done = true;
+	const char *const args[] = { "nnc", "-vectorizer-min-trip-count=4" };
+	LLVMParseCommandLineOptions(2, args, NULL);
+}
+
+static void init_llvm(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, init_once);
 }
 
 LLVMTargetMachineRef emitll_host_machine(char *err, size_t errlen)
