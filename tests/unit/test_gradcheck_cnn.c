@@ -112,6 +112,22 @@ static void test_batchnorm_rank3(void **state)
 		  "model m {\n  input x: [2, 4, 5]\n  target t: [3]\n"
 		  "  h = x -> conv2d(3, kernel=1, bias=false) -> batchnorm -> tanh -> flatten -> dense(3)\n"
 		  "  output h\n  loss mse(h, t)\n}\n" TRAIN);
+	/* planes of 72 positions: the statistics and the passes run plane by plane (lower.c, PLANE_POS) */
+	gradcheck("batchnorm [3, 8, 9]",
+		  "model m {\n  input x: [2, 8, 9]\n  target t: [3]\n"
+		  "  h = x -> conv2d(3, kernel=1, bias=false) -> batchnorm -> tanh -> global_avgpool -> dense(3)\n"
+		  "  output h\n  loss mse(h, t)\n}\n" TRAIN);
+}
+
+/* a convolution's bias gradient over planes of 64 positions, summed plane by plane with the
+ * activation and pooling gradients that feed it (lower.c, plane_sums) */
+static void test_channel_sums_by_plane(void **state)
+{
+	(void)state;
+	gradcheck("conv2d [3, 8, 8] -> tanh -> maxpool(2)",
+		  "model m {\n  input x: [2, 8, 8]\n  target t: [3]\n"
+		  "  h = x -> conv2d(3, kernel=3, pad=1) -> tanh -> maxpool(2) -> flatten -> dense(3)\n"
+		  "  output h\n  loss mse(h, t)\n}\n" TRAIN);
 }
 
 static void test_concat(void **state)
@@ -240,6 +256,35 @@ static void test_batchnorm_statistics_far_from_zero(void **state)
 			 "  output h\n  loss mse(h, t)\n}\n" TRAIN, 12, mean3, var3, 2, offset, 1e-8);
 }
 
+/* the same on planes of 72 positions, summed plane by plane: the running variance after a
+ * batch moved by 1e6 equals the one without the move, the mean moves by decay * 1e6 */
+static void test_batchnorm_statistics_far_from_zero_by_plane(void **state)
+{
+	(void)state;
+	const char *src = "model m {\n  input x: [2, 8, 9]\n  target t: [2]\n"
+			  "  h = x -> batchnorm(momentum=0.3) -> global_avgpool -> dense(2)\n"
+			  "  output h\n  loss mse(h, t)\n}\n" TRAIN;
+	double mean[2][2], var[2][2];
+	for (int k = 0; k < 2; k++) {
+		Compile *c = compile_loops_ok(src);
+		LoopMachine *lm = loop_machine_new(c->loops, BATCH, 1);
+		double x[BATCH * 144], t[BATCH * 2] = { 0 };
+		bn_batch(x, BATCH * 144);
+		for (int i = 0; i < BATCH * 144; i++)
+			x[i] += k ? 1e6 : 0;
+		for (int i = 0; i < 2; i++)
+			loop_machine_run(lm, "train_step", BATCH, x, t, NULL);
+		memcpy(mean[k], loop_machine_buf(lm, "bn1.running_mean"), sizeof mean[k]);
+		memcpy(var[k], loop_machine_buf(lm, "bn1.running_var"), sizeof var[k]);
+		loop_machine_free(lm);
+		compile_free(c);
+	}
+	const double decay = 1 - 0.7 * 0.7, shifted[2] = { mean[0][0] + decay * 1e6, mean[0][1] + decay * 1e6 };
+	assert_true(var[0][0] > 0.5 && var[0][1] > 0.5);
+	assert_near(var[1], var[0], 2, 1e-8);
+	assert_near(mean[1], shifted, 2, 1e-12);
+}
+
 /* forward uses the running statistics: y = (x - mean) / sqrt(var + eps) w + b */
 static void test_batchnorm_inference(void **state)
 {
@@ -272,10 +317,12 @@ int main(void)
 		cmocka_unit_test(test_global_avgpool),
 		cmocka_unit_test(test_batchnorm_rank1),
 		cmocka_unit_test(test_batchnorm_rank3),
+		cmocka_unit_test(test_channel_sums_by_plane),
 		cmocka_unit_test(test_concat),
 		cmocka_unit_test(test_upsample),
 		cmocka_unit_test(test_batchnorm_running_stats),
 		cmocka_unit_test(test_batchnorm_statistics_far_from_zero),
+		cmocka_unit_test(test_batchnorm_statistics_far_from_zero_by_plane),
 		cmocka_unit_test(test_batchnorm_inference),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
