@@ -62,6 +62,18 @@ static void test_conv2d_stride_pad(void **state)
 		  STACK("2, 7, 5", "conv2d(3, kernel=3, stride=[2, 1], pad=[0, 2])", "conv2d(2, kernel=3, stride=[1, 3])"));
 }
 
+/* the second convolution's input gradient as a gather (lower.c, conv_t_gathers): stride 1,
+ * padding of at least half the kernel, square and not, padding past half */
+static void test_conv2d_input_gradient_gathers(void **state)
+{
+	(void)state;
+	gradcheck("conv2d 3x3 p1, then 3x3 p1", STACK("2, 6, 7", "conv2d(3, kernel=3, pad=1)", "conv2d(2, kernel=3, pad=1)"));
+	gradcheck("conv2d 3x3 p1, then [3, 5] p[1, 2]",
+		  STACK("2, 6, 7", "conv2d(3, kernel=3, pad=1)", "conv2d(2, kernel=[3, 5], pad=[1, 2])"));
+	gradcheck("conv2d 3x3 p1, then [5, 3] p[3, 1]",
+		  STACK("2, 5, 6", "conv2d(3, kernel=3, pad=1)", "conv2d(2, kernel=[5, 3], pad=[3, 1])"));
+}
+
 static void test_conv2d_same(void **state)
 {
 	(void)state;
@@ -311,6 +323,7 @@ int main(void)
 		cmocka_unit_test(test_conv_transpose2d_forward),
 		cmocka_unit_test(test_pointwise_needs_no_columns),
 		cmocka_unit_test(test_conv2d_stride_pad),
+		cmocka_unit_test(test_conv2d_input_gradient_gathers),
 		cmocka_unit_test(test_conv2d_same),
 		cmocka_unit_test(test_conv2d_dilation),
 		cmocka_unit_test(test_conv2d_groups),
