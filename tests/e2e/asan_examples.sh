@@ -29,8 +29,7 @@ idx_slice() {
 mkdir fm
 idx_slice train train 256
 idx_slice t10k t10k 60
-cc -std=c99 -O2 "$root/examples/shapes.c" -o gen-shapes && ./gen-shapes --out shapes --train 128 --test 30 >/dev/null ||
-	bad "the shapes generator"
+make_shapes 128 30
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

@@ -76,11 +76,9 @@ np.save('x.npy', np.frombuffer(raw, dtype=np.uint8).reshape(5, 1, 28, 28))"
 	[ "$(wc -l <out)" -eq 6 ] && ok "predict -fbottleneck --disable-pass cse: 5 rows" || bad "predict: $(head -5 err)"
 
 expect_error() { # what pattern args...
-	what=$1 pattern=$2
+	w=$1 p=$2
 	shift 2
-	"$nnc" "$@" >out 2>err
-	rc=$?
-	if [ $rc -eq 1 ] && grep -q -e "$pattern" err; then ok "$what"; else bad "$what: status $rc, $(head -3 err)"; fi
+	fails_with "$w" "$p" "$nnc" "$@"
 }
 expect_error "train -fbottleneck=0" "takes a positive whole number, not '0'" train tiny.nn -fbottleneck=0
 expect_error "eval -fbottleneck=x" "takes a positive whole number, not 'x'" eval tiny.nn -fbottleneck=x --weights w60.st

@@ -69,11 +69,9 @@ fi
 # the --main program's errors
 cc -std=c99 -O1 -I"$root/runtime" a.c "$lib" -lz -lm -o mlp 2>/dev/null
 expect_error() { # what pattern args...
-	what=$1 pattern=$2
+	w=$1 p=$2
 	shift 2
-	./mlp "$@" >out 2>err
-	rc=$?
-	if [ $rc -eq 1 ] && grep -q -e "$pattern" err; then ok "$what"; else bad "$what: status $rc, $(head -3 err)"; fi
+	fails_with "$w" "$p" ./mlp "$@"
 }
 expect_error "unknown flag" "unknown option '--epoch'" --epoch 3
 expect_error "bad number" "--batch takes a whole number" --batch x

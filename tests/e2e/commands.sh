@@ -48,11 +48,9 @@ import sys; v = [float(x) for x in sys.stdin.read().split(',')[1:]]; sys.exit(v.
 	ok "--bench: samples/s after 2 warm-up steps, nothing evaluated or written" || bad "--bench: $(cat out err | head -5)"
 
 expect_error() { # what pattern args...
-	what=$1 pattern=$2
+	w=$1 p=$2
 	shift 2
-	"$nnc" "$@" >out 2>err
-	rc=$?
-	if [ $rc -eq 1 ] && grep -q -e "$pattern" err; then ok "$what"; else bad "$what: status $rc, $(head -3 err)"; fi
+	fails_with "$w" "$p" "$nnc" "$@"
 }
 expect_error "a misspelled optimizer argument" "did you mean 'momentum'" train "$mlp" --optimizer "sgd(lr=0.1, momentm=0.9)"
 expect_error "an unknown flag" "unknown option '--epoch'" train "$mlp" --epoch 3

@@ -21,20 +21,7 @@ lib=$(realpath "$2")
 py=/usr/bin/python3
 compare="$py $root/tests/e2e/compare_weights.py"
 llvm_as=$(command -v llvm-as-14 || command -v llvm-as)
-fashion=/usr/share/datasets/fashion-mnist
-
-# a small set of the shapes for unet_tiny, from the project's generator
-cc -std=c99 -O2 "$root/examples/shapes.c" -o gen-shapes && ./gen-shapes --out shapes --train 64 --test 8 --seed 3 >/dev/null ||
-	bad "cannot make the shapes data"
-
-# the data of an example: a file, not a folder, so that no test set is
-# evaluated (20 steps are the point here, not an epoch's evaluation)
-data_args() {
-	case $1 in
-	unet_tiny) echo "--data shapes/train-x.npy,shapes/train-y.npy --test shapes/test-x.npy,shapes/test-y.npy --batch 16" ;;
-	*) echo "--data $fashion/train-images-idx3-ubyte.gz --batch 32" ;;
-	esac
-}
+make_shapes 64 8 --seed 3	# a small set for unet_tiny (data_args: 20 steps, no test set)
 
 for ex in mlp lenet resnet_mini unet_tiny; do
 	if ! "$nnc" "$root/examples/$ex.nn" -o "$ex.c" --main 2>err; then

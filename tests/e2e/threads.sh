@@ -11,18 +11,7 @@ nnc=$(realpath "$1")
 lib=$(realpath "$2")
 . "$(dirname "$0")/lib.sh"
 compare="/usr/bin/python3 $root/tests/e2e/compare_weights.py"
-fashion=/usr/share/datasets/fashion-mnist
-
-cc -std=c99 -O2 "$root/examples/shapes.c" -o gen-shapes && ./gen-shapes --out shapes --train 64 --test 8 --seed 3 >/dev/null ||
-	bad "cannot make the shapes data"
-
-# a data file rather than a folder: no test set to evaluate
-data_args() {
-	case $1 in
-	unet_tiny) echo "--data shapes/train-x.npy,shapes/train-y.npy --test shapes/test-x.npy,shapes/test-y.npy --batch 16" ;;
-	*) echo "--data $fashion/train-images-idx3-ubyte.gz --batch 32" ;;
-	esac
-}
+make_shapes 64 8 --seed 3
 
 for ex in lenet resnet_mini unet_tiny; do
 	args="$(data_args "$ex") --steps 5 --no-shuffle --quiet --seed 7"
