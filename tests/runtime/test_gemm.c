@@ -143,6 +143,7 @@ static void test_exact_integers(void **state)
 		{1, 1, 1}, {1, 7, 3}, {5, 1, 9}, {3, 5, 1}, {4, 8, 16}, {7, 13, 11},
 		{65, 97, 257}, {130, 17, 300}, {9, 200, 40},
 		{5, 9, 100}, {64, 10, 128}, {3, 4, 32}, {7, 17, 45},	/* A * B^T by dot products */
+		{6, 25, 784}, {3, 6, 271}, {9, 5, 256},	/* ... 16 steps of k a vector from k = 256 */
 		/* every row count of an 8-row tile, ragged columns on either side
 		 * of 16 and 32 (read and written through masks), the examples' own
 		 * shapes */

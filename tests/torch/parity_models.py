@@ -74,7 +74,10 @@ EPS = 1e-3
 # order (nnc's convolution weight gradients summed per thread slot) lands as
 # far. So each tensor's tolerance is widened to twice that floor, measured
 # here by NOISE perturbed float64 runs; every other tensor stays at 1e-4.
-NOISE, NOISE_REL = 3, 1e-7
+# Three runs were too few to find the floor: with the dot products summing
+# 16 lanes instead of 8 (k >= 256, AVX-512), nnc landed 2.1e-3 from float64
+# on bn1.bias, whose floor three runs put at 0.9e-3 and ten at 1.5e-3.
+NOISE, NOISE_REL = 10, 1e-7
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 
