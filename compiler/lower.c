@@ -31,6 +31,8 @@ typedef struct Lower {
 	LoopBuf **buf;		/* by node id, for the function being lowered */
 	LoopVar **local;	/* by node id: a fused group member's value in the group's loop */
 	const bool *need, *stores;	/* by node id: lowered in this function; stored by its group */
+	const bool *through;	/* by node id: concats that im2col reads input by input (concat_through) */
+	const bool *split;	/* by node id: gathered conv_transpose2ds whose GEMMs write their slices (concats_through) */
 	const int *last;	/* by group: its last needed member */
 	/* forward-only modules: by node id of the inference graph, values computed from the
 	 * weights alone, once, by the prepare function (kept: those the other functions
@@ -793,6 +795,7 @@ enum { CONV_SLOTS = 4 };	/* a power of two: see sample_open */
 typedef struct ConvGeom {
 	int64_t big_c, big_h, big_w, small_c, small_h, small_w;
 	int64_t kh, kw, sh, sw, dh, dw, ph, pw, groups;
+	int64_t c0;		/* im2col of one input of a read-through concat: its first channel in col */
 } ConvGeom;
 
 static ConvGeom conv_geom(const IrNode *n, const IrNode *small, const IrNode *big)
@@ -885,7 +888,8 @@ static void patches_open(Lower *l, const ConvGeom *g, LoopVar *s, LoopExpr **col
 	LoopVar *ky = loop_for_n(l->fn, g->kh), *kx = loop_for_n(l->fn, g->kw);
 	LoopVar *oy = tap_loop(l, ky, g->big_h, g->small_h, g->kh, g->sh, g->dh, g->ph);
 	LoopVar *ox = tap_loop(l, kx, g->big_w, g->small_w, g->kw, g->sw, g->dw, g->pw);
-	LoopExpr *row = add(l, mul(l, add(l, mul(l, V(l, c), I(l, g->kh)), V(l, ky)), I(l, g->kw)), V(l, kx));
+	LoopExpr *row = add(l, mul(l, add(l, mul(l, add(l, V(l, c), I(l, g->c0)), I(l, g->kh)), V(l, ky)), I(l, g->kw)),
+			    V(l, kx));
 	*col = add(l, mul(l, row, I(l, small_hw(g))), add(l, mul(l, V(l, oy), I(l, g->small_w)), V(l, ox)));
 	LoopExpr *iy = add(l, sub(l, mul(l, V(l, oy), I(l, g->sh)), I(l, g->ph)), mul(l, V(l, ky), I(l, g->dh)));
 	LoopExpr *ix = add(l, sub(l, mul(l, V(l, ox), I(l, g->sw)), I(l, g->pw)), mul(l, V(l, kx), I(l, g->dw)));
@@ -964,7 +968,8 @@ static void im2col_by_spans(Lower *l, const ConvGeom *g, LoopVar *s, LoopBuf *co
 	for (int64_t kx = 0; kx < g->kw; kx++) {
 		int64_t shift = kx * g->dw - g->pw;
 		int64_t xlo = shift < 0 ? -shift : 0, xhi = shift > 0 ? w - shift : w;
-		LoopExpr *row = add(l, mul(l, add(l, mul(l, V(l, c), I(l, g->kh)), V(l, ky)), I(l, g->kw)), I(l, kx));
+		LoopExpr *row = add(l, mul(l, add(l, mul(l, add(l, V(l, c), I(l, g->c0)), I(l, g->kh)), V(l, ky)), I(l, g->kw)),
+				    I(l, kx));
 		LoopVar *base = loop_local(l->fn, LT_I64, add(l, col_at, mul(l, row, I(l, small_hw(g)))));
 		/* [ylo w + xlo, (yhi - 1) w + xhi): empty when no row is inside */
 		LoopVar *q = loop_for(l->fn, add(l, mul(l, V(l, ylo), I(l, w)), I(l, xlo)),
@@ -998,6 +1003,27 @@ static void im2col(Lower *l, const ConvGeom *g, LoopVar *s, LoopBuf *col, LoopEx
 	patches_open(l, g, s, &ci, &bi);
 	loop_store(l->fn, col, add(l, col_at, ci), loop_load(l->fn, big, bi));
 	patches_close(l);
+}
+
+/*
+ * A concat read through: im2col of each of its inputs into that input's
+ * rows of col, so the concat itself is never copied together. U-Nets feed
+ * every skip connection's concat to a convolution, which only im2col reads
+ * (forward and weight gradient); in unet_tiny the copies were 6% of a
+ * training step, on one thread.
+ */
+static void im2col_of(Lower *l, const ConvGeom *g, LoopVar *s, LoopBuf *col, LoopExpr *col_at, const IrNode *x)
+{
+	if (!l->through || !l->through[x->id]) {
+		im2col(l, g, s, col, col_at, lower_buf(l, x));
+		return;
+	}
+	ConvGeom piece = *g;
+	for (int k = 0; k < x->nin; k++) {
+		piece.big_c = x->in[k]->shape.d[0];
+		im2col(l, &piece, s, col, col_at, lower_buf(l, x->in[k]));
+		piece.c0 += piece.big_c;
+	}
 }
 
 /* the adjoint of im2col: big[s] += every column element at its position; taps outside are dropped */
@@ -1104,7 +1130,7 @@ static bool lower_conv_gather(Lower *l, const IrNode *n)
 	LoopBuf *col = direct ? lower_buf(l, x) : col_scratch(l, n, &g);
 	LoopVar *slot, *s = sample_open(l, !direct, &slot, &g, direct ? NULL : col);
 	if (!direct)
-		im2col(l, &g, s, col, slot_at(l, slot, col_elems(&g)), lower_buf(l, x));
+		im2col_of(l, &g, s, col, slot_at(l, slot, col_elems(&g)), x);
 	if (b)
 		fill_sample(l, n, s, b);
 	LoopVar *gi = group_open(l, &g);
@@ -1164,14 +1190,32 @@ static bool lower_conv_t_gather(Lower *l, const IrNode *n, const ConvGeom *t)
 	int64_t k = group_k(&g), hw = small_hw(&g);
 	LoopBuf *col = col_scratch(l, n, &g);
 	LoopVar *slot, *s = sample_open(l, true, &slot, &g, col);
-	im2col(l, &g, s, col, slot_at(l, slot, col_elems(&g)), lower_buf(l, x));
+	im2col_of(l, &g, s, col, slot_at(l, slot, col_elems(&g)), x);
 	if (b)
 		fill_sample(l, n, s, b);
 	LoopGemm m = { .m = I(l, f), .n = I(l, hw), .k = I(l, k), .alpha = 1, .beta = b ? 1 : 0,
 		       .a = wf, .aoff = I(l, 0), .lda = I(l, k),
 		       .b = col, .boff = slot_at(l, slot, col_elems(&g)), .ldb = I(l, hw),
-		       .c = lower_buf(l, n), .ldc = I(l, hw), .coff = mul(l, V(l, s), I(l, f * hw)) };
-	loop_gemm(l->fn, &m);
+		       .ldc = I(l, hw), .coff = mul(l, V(l, s), I(l, f * hw)) };
+	if (l->split && l->split[n->id]) {
+		/* only slices read y (a concat's gradient): each slice's rows of the product go
+		 * straight to the slice, and the slices copy nothing */
+		for (int i = n->id + 1; i < l->g->nnodes; i++) {
+			const IrNode *u = l->g->nodes[i];
+			if (!l->need[i] || u->op != IR_SLICE || u->in[0] != n)
+				continue;
+			int64_t rows = u->shape.d[0];
+			LoopGemm part = m;
+			part.m = I(l, rows);
+			part.aoff = I(l, u->a.units * k);
+			part.c = lower_buf(l, u);
+			part.coff = mul(l, V(l, s), I(l, rows * hw));
+			loop_gemm(l->fn, &part);
+		}
+	} else {
+		m.c = lower_buf(l, n);
+		loop_gemm(l->fn, &m);
+	}
 	if (n->group)
 		conv_epilogue(l, n, s);
 	sample_close(l, slot);
@@ -1232,7 +1276,7 @@ static bool lower_conv_dw(Lower *l, const IrNode *n)
 	LoopVar *q = loop_for(l->fn, I(l, 0), ceil_div(l, sub(l, loop_n(l->fn), V(l, slot)), CONV_SLOTS));
 	LoopVar *s = loop_local(l->fn, LT_I64, add(l, mul(l, V(l, q), I(l, CONV_SLOTS)), V(l, slot)));
 	if (!direct)
-		im2col(l, &g, s, col, slot_at(l, slot, col_elems(&g)), lower_buf(l, big));
+		im2col_of(l, &g, s, col, slot_at(l, slot, col_elems(&g)), big);
 	LoopVar *gi = group_open(l, &g);
 	LoopExpr *base = direct ? mul(l, V(l, s), I(l, g.big_c * hw)) : slot_at(l, slot, col_elems(&g));
 	LoopGemm m = { .tb = 1, .m = I(l, sg), .n = I(l, k), .k = I(l, hw), .alpha = 1, .beta = 1,
@@ -2133,6 +2177,10 @@ static void copy_span(Lower *l, const IrNode *dst, int64_t dst_at, const IrNode 
  * concat copies each input to its offset, slice copies channels [units, units + C) back out */
 static bool lower_concat(Lower *l, const IrNode *n)		/* concat, slice */
 {
+	if (l->through && l->through[n->id])
+		return true;	/* read input by input by its convolutions' im2col */
+	if (n->op == IR_SLICE && l->split && l->split[n->in[0]->id])
+		return true;	/* written by the GEMM of its input (lower_conv_t_gather) */
 	if (n->op == IR_SLICE) {
 		const IrNode *g = n->in[0];
 		copy_span(l, n, 0, g, n->a.units * (elems(g) / g->shape.d[0]), elems(n));
@@ -2551,6 +2599,75 @@ static void copy_out(Lower *l, const IrNode *o)
 	loop_end(l->fn);
 }
 
+/* consumer u reads the concat x only through im2col, as its input image */
+static bool reads_through(const IrNode *u, int k, const IrNode *x)
+{
+	ConvGeom g;
+	if (u->op == IR_CONV2D && k == 0)
+		g = conv_geom(u, u, x);
+	else if (u->op == IR_CONV_DW && k == 1)
+		g = conv_geom(u, u->in[0], x);
+	else
+		return false;
+	return !conv_direct(&g) && g.groups == 1;
+}
+
+/* the concats of this function that no one reads but convolutions' im2col (im2col_of): not
+ * outputs, not kept for another function, not in a fused group, of batched inputs */
+static bool *concats_through(Lower *l, const IrGraph *g, const bool *need)
+{
+	bool *through = arena_alloc(l->m->arena, (size_t)g->nnodes + 1);
+	for (int i = 0; i < g->nnodes; i++) {
+		const IrNode *x = g->nodes[i];
+		if (!need[i] || x->op != IR_CONCAT || !x->batched || x->group || x->cgroup || x->host || x->tail ||
+		    (l->kept && l->kept[i]) || (l->weight_only && l->weight_only[i]) || g->loss == x ||
+		    (g->noutputs && g->outputs[0] == x))
+			continue;
+		bool ok = true;
+		for (int k = 0; k < x->nin; k++)
+			ok = ok && x->in[k]->batched;
+		int uses = 0;
+		for (int j = i + 1; ok && j < g->nnodes; j++)
+			for (int k = 0; need[j] && k < g->nodes[j]->nin; k++)
+				if (g->nodes[j]->in[k] == x) {
+					uses++;
+					ok = ok && reads_through(g->nodes[j], k, x);
+				}
+		through[i] = ok && uses > 0;
+	}
+	return through;
+}
+
+/* the conv_transpose2ds of this function gathered (conv_t_gathers), without bias or group,
+ * whose value only slices read: the gradients of concats that feed convolutions */
+static bool *transposes_split(Lower *l, const IrGraph *g, const bool *need)
+{
+	bool *split = arena_alloc(l->m->arena, (size_t)g->nnodes + 1);
+	for (int i = 0; i < g->nnodes; i++) {
+		const IrNode *y = g->nodes[i];
+		if (!need[i] || y->op != IR_CONV_T2D || y->nin > 2 || !y->batched || y->group || y->cgroup ||
+		    y->host || y->tail || (l->kept && l->kept[i]) || (l->weight_only && l->weight_only[i]) ||
+		    (g->noutputs && g->outputs[0] == y))
+			continue;
+		ConvGeom cg = conv_geom(y, y->in[0], y);
+		if (!conv_t_gathers(&cg))
+			continue;
+		bool ok = true;
+		int uses = 0;
+		for (int j = i + 1; ok && j < g->nnodes; j++)
+			for (int k = 0; need[j] && k < g->nodes[j]->nin; k++)
+				if (g->nodes[j]->in[k] == y) {
+					uses++;
+					ok = ok && g->nodes[j]->op == IR_SLICE && k == 0 && !g->nodes[j]->group &&
+					     !(l->kept && l->kept[j]) && !(g->noutputs && g->outputs[0] == g->nodes[j]);
+					for (int t = j + 1; ok && t < g->nnodes; t++)	/* nothing runs in the slice's loop */
+						ok = !need[t] || (g->nodes[t]->tail != j + 1 && g->nodes[t]->host != j + 1);
+				}
+		split[i] = ok && uses > 0;
+	}
+	return split;
+}
+
 static bool lower_fn(Lower *l, const IrGraph *g, const char *name, IrNode *const *roots, int nroots)
 {
 	l->g = g;
@@ -2563,6 +2680,8 @@ static bool lower_fn(Lower *l, const IrGraph *g, const char *name, IrNode *const
 	l->need = need;
 	l->stores = stores;
 	l->last = last;
+	l->through = concats_through(l, g, need);
+	l->split = transposes_split(l, g, need);
 	for (int i = 0; i < g->nnodes; i++)	/* optimizer state in node order, whichever kernel first touches it */
 		if (need[i] && g->nodes[i]->op == IR_OPT_STATE)
 			lower_buf(l, g->nodes[i]);

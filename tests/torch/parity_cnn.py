@@ -210,6 +210,22 @@ def cases():
             conv1=conv(2, 3), conv2=conv(2, 2, k=1, pad=0), conv3=conv(2, 1), dense1=nn.Linear(6 * 5 * 6, 5)),
         shape=(2, 5, 6), classes=5)
 
+    # a concat that only convolutions read is never copied together: im2col reads its inputs
+    # one by one, and the input gradient's GEMM writes each slice of the concat's gradient
+    yield "concat_conv_same", dict(
+        body=("    a = x -> conv2d(3, kernel=3, pad=1) -> relu\n    b = x -> conv2d(2, kernel=1)\n"
+              "    p = concat(b, a, b) -> conv2d(4, kernel=3, pad=1) -> relu -> flatten -> dense(5)\n"),
+        twin=lambda: Twin(lambda m, x: m.dense1(torch.flatten(F.relu(m.conv3(torch.cat(
+            [m.conv2(x), F.relu(m.conv1(x)), m.conv2(x)], 1))), 1)),
+            conv1=conv(2, 3), conv2=conv(2, 2, k=1, pad=0), conv3=conv(7, 4), dense1=nn.Linear(4 * 5 * 6, 5)),
+        shape=(2, 5, 6), classes=5)
+    yield "concat_conv_valid", dict(
+        body=("    a = x -> conv2d(3, kernel=3, pad=1) -> relu\n"
+              "    p = concat(a, x) -> conv2d(4, kernel=3) -> relu -> flatten -> dense(5)\n"),
+        twin=lambda: Twin(lambda m, x: m.dense1(torch.flatten(F.relu(m.conv2(torch.cat([F.relu(m.conv1(x)), x], 1))), 1)),
+                          conv1=conv(2, 3), conv2=conv(5, 4, pad=0), dense1=nn.Linear(4 * 3 * 4, 5)),
+        shape=(2, 5, 6), classes=5)
+
     for mode in ("nearest", "bilinear"):
         for scale in (2, (2, 3)):
             tag = f"{scale}" if isinstance(scale, int) else f"{scale[0]}x{scale[1]}"

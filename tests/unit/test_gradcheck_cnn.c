@@ -151,6 +151,15 @@ static void test_concat(void **state)
 	/* the input itself has no gradient: a's slice starts after its 2 channels */
 	snprintf(src, sizeof src, img, "x, a, c");
 	gradcheck("concat input [2, 3, 4] [2, 3, 4] [1, 3, 4]", src);
+	/* read only by convolutions: im2col reads the inputs, the input gradient's GEMM writes the slices */
+	const char *conv = "model m {\n  input x: [2, 3, 4]\n  target t: [3]\n"
+			   "  a = x -> conv2d(2, kernel=1)\n  b = x -> conv2d(3, kernel=3, pad=1) -> tanh\n"
+			   "  h = concat(%s) -> conv2d(2, kernel=3%s) -> tanh -> flatten -> dense(3)\n"
+			   "  output h\n  loss mse(h, t)\n}\n" TRAIN;
+	snprintf(src, sizeof src, conv, "b, a, b", ", pad=1");
+	gradcheck("concat [3, 3, 4] [2, 3, 4] [3, 3, 4] -> conv2d 3x3 same", src);
+	snprintf(src, sizeof src, conv, "a, x", "");
+	gradcheck("concat [2, 3, 4] input [2, 3, 4] -> conv2d 3x3 valid", src);
 }
 
 static void test_upsample(void **state)
