@@ -2214,6 +2214,34 @@ static Lerp lerp_axis(Lower *l, LoopVar *o, int scale, int64_t in)
 	return r;
 }
 
+/*
+ * lerp_axis's values for output o, computed here in the same float
+ * operations: the output columns of a row are then written out one by one
+ * with constant taps and weights (a row of at most LERP_UNROLL outputs),
+ * where the loop converted and compared for each output element and
+ * vectorized nothing. The results are bitwise those of the loop.
+ */
+enum { LERP_UNROLL = 64 };
+
+typedef struct LerpAt {
+	int64_t i0, i1;
+	float l0, l1;
+} LerpAt;
+
+static LerpAt lerp_at(int64_t o, int scale, int64_t in)
+{
+	float c = (float)(1.0 / scale), mid = (float)o + 0.5f;	/* float steps, as the loop's; */
+	float scaled = c * mid;						/* one operation per statement, */
+	float src = scaled - 0.5f;					/* so no compiler fuses them */
+	float at = src > 0.0f ? src : 0.0f;
+	LerpAt r;
+	r.i0 = (int64_t)at;
+	r.i1 = r.i0 + (r.i0 < in - 1 ? 1 : 0);
+	r.l1 = at - (float)r.i0;
+	r.l0 = 1.0f - r.l1;
+	return r;
+}
+
 /* nearest: dx[y, x] = the sum of g over its sh x sw block, a gather in PyTorch's order;
  * bilinear: dx = 0, then each g scattered with the forward's four weights. n has x's shape. */
 static void lower_upsample_bwd(Lower *l, const IrNode *n)
@@ -2241,11 +2269,28 @@ static void lower_upsample_bwd(Lower *l, const IrNode *n)
 	loop_end(l->fn);
 	LoopVar *oy = loop_for_n(l->fn, g->shape.d[1]);
 	Lerp ly = lerp_axis(l, oy, sh, n->shape.d[1]);
-	LoopVar *ox = loop_for_n(l->fn, g->shape.d[2]);
+	LoopVar *ys[2] = { ly.i0, ly.i1 }, *wy[2] = { ly.l0, ly.l1 };
+	int64_t ow = g->shape.d[2];
+	if (ow <= LERP_UNROLL) {	/* the row's outputs one by one, in the loop's order */
+		for (int64_t ox = 0; ox < ow; ox++) {
+			LerpAt lx = lerp_at(ox, sw, n->shape.d[2]);
+			LoopVar *gv = loop_local(l->fn, LT_F32, ld(l, g, plane_at(l, g, p, V(l, oy), I(l, ox))));
+			int64_t xs[2] = { lx.i0, lx.i1 };
+			float wx[2] = { lx.l0, lx.l1 };
+			for (int a = 0; a < 2; a++)
+				for (int b = 0; b < 2; b++) {
+					LoopExpr *at = plane_at(l, n, p, V(l, ys[a]), I(l, xs[b]));
+					st(l, n, at, add(l, ld(l, n, at), mul(l, mul(l, V(l, wy[a]), F(l, wx[b])), V(l, gv))));
+				}
+		}
+		loop_end(l->fn);
+		loop_end(l->fn);
+		return;
+	}
+	LoopVar *ox = loop_for_n(l->fn, ow);
 	Lerp lx = lerp_axis(l, ox, sw, n->shape.d[2]);
 	LoopVar *gv = loop_local(l->fn, LT_F32, ld(l, g, plane_at(l, g, p, V(l, oy), V(l, ox))));
-	LoopVar *ys[2] = { ly.i0, ly.i1 }, *xs[2] = { lx.i0, lx.i1 };
-	LoopVar *wy[2] = { ly.l0, ly.l1 }, *wx[2] = { lx.l0, lx.l1 };
+	LoopVar *xs[2] = { lx.i0, lx.i1 }, *wx[2] = { lx.l0, lx.l1 };
 	for (int a = 0; a < 2; a++)
 		for (int b = 0; b < 2; b++) {	/* i0 and i1 coincide at the last row or column: += */
 			LoopExpr *at = plane_at(l, n, p, V(l, ys[a]), V(l, xs[b]));
@@ -2273,6 +2318,22 @@ static bool lower_upsample(Lower *l, const IrNode *n)		/* upsample, upsample_bwd
 	if (n->a.mode == UP_NEAREST) {
 		ox = loop_for_n(l->fn, n->shape.d[2]);
 		v = ld(l, x, plane_at(l, x, p, dvd(l, V(l, oy), I(l, sh)), dvd(l, V(l, ox), I(l, sw))));
+	} else if (n->shape.d[2] <= LERP_UNROLL) {	/* the row's outputs one by one */
+		Lerp ly = lerp_axis(l, oy, sh, x->shape.d[1]);
+		for (int64_t o = 0; o < n->shape.d[2]; o++) {
+			LerpAt lx = lerp_at(o, sw, x->shape.d[2]);
+			LoopExpr *row[2];
+			for (int a = 0; a < 2; a++) {
+				LoopVar *y = a ? ly.i1 : ly.i0;
+				row[a] = add(l, mul(l, ld(l, x, plane_at(l, x, p, V(l, y), I(l, lx.i0))), F(l, lx.l0)),
+					     mul(l, ld(l, x, plane_at(l, x, p, V(l, y), I(l, lx.i1))), F(l, lx.l1)));
+			}
+			v = add(l, mul(l, row[0], V(l, ly.l0)), mul(l, row[1], V(l, ly.l1)));
+			st(l, n, plane_at(l, n, p, V(l, oy), I(l, o)), v);
+		}
+		loop_end(l->fn);
+		loop_end(l->fn);
+		return true;
 	} else {
 		Lerp ly = lerp_axis(l, oy, sh, x->shape.d[1]);
 		ox = loop_for_n(l->fn, n->shape.d[2]);
