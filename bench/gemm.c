@@ -112,9 +112,13 @@ static double median(double *v, int n)
 	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* 64-byte aligned, as nnc's arena places every tensor (both libraries get the same
+ * buffers): malloc's 16 bytes made the smallest products' timings depend on where
+ * their rows fell against cache lines (mlp dense3 fwd 0.74-0.97 of OpenBLAS over
+ * runs of one binary, 0.92-0.94 aligned) */
 static float *random_floats(size_t n)
 {
-	float *x = malloc(n * sizeof *x);
+	float *x = aligned_alloc(64, (n * sizeof *x + 63) / 64 * 64);
 	if (!x) {
 		fprintf(stderr, "bench-gemm: out of memory\n");
 		exit(1);
