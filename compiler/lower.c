@@ -2242,6 +2242,46 @@ static LerpAt lerp_at(int64_t o, int scale, int64_t in)
 	return r;
 }
 
+/* one output column's taps along x: lerp_axis's variables, or lerp_at's constants (var NULL) */
+typedef struct XTaps {
+	const Lerp *var;
+	LerpAt at;
+} XTaps;
+
+static LoopExpr *xtap_at(Lower *l, const XTaps *t, int b)
+{
+	return t->var ? V(l, b ? t->var->i1 : t->var->i0) : I(l, b ? t->at.i1 : t->at.i0);
+}
+
+static LoopExpr *xtap_weight(Lower *l, const XTaps *t, int b)
+{
+	return t->var ? V(l, b ? t->var->l1 : t->var->l0) : F(l, b ? t->at.l1 : t->at.l0);
+}
+
+/* output (oy, tx's column) of plane p: (x[y0, x0] lx0 + x[y0, x1] lx1) ly0 + (...y1...) ly1 */
+static LoopExpr *bilinear_value(Lower *l, const IrNode *x, LoopVar *p, const Lerp *ly, const XTaps *tx)
+{
+	LoopExpr *row[2];
+	for (int a = 0; a < 2; a++) {
+		LoopVar *y = a ? ly->i1 : ly->i0;
+		row[a] = add(l, mul(l, ld(l, x, plane_at(l, x, p, V(l, y), xtap_at(l, tx, 0))), xtap_weight(l, tx, 0)),
+			     mul(l, ld(l, x, plane_at(l, x, p, V(l, y), xtap_at(l, tx, 1))), xtap_weight(l, tx, 1)));
+	}
+	return add(l, mul(l, row[0], V(l, ly->l0)), mul(l, row[1], V(l, ly->l1)));
+}
+
+/* the adjoint: gv scattered onto dx (n) with the same four weights; i0 and i1 coincide at
+ * the last row or column, hence +=, in the order a, b */
+static void bilinear_scatter(Lower *l, const IrNode *n, LoopVar *p, const Lerp *ly, const XTaps *tx, LoopVar *gv)
+{
+	LoopVar *ys[2] = { ly->i0, ly->i1 }, *wy[2] = { ly->l0, ly->l1 };
+	for (int a = 0; a < 2; a++)
+		for (int b = 0; b < 2; b++) {
+			LoopExpr *at = plane_at(l, n, p, V(l, ys[a]), xtap_at(l, tx, b));
+			st(l, n, at, add(l, ld(l, n, at), mul(l, mul(l, V(l, wy[a]), xtap_weight(l, tx, b)), V(l, gv))));
+		}
+}
+
 /* nearest: dx[y, x] = the sum of g over its sh x sw block, a gather in PyTorch's order;
  * bilinear: dx = 0, then each g scattered with the forward's four weights. n has x's shape. */
 static void lower_upsample_bwd(Lower *l, const IrNode *n)
@@ -2269,19 +2309,12 @@ static void lower_upsample_bwd(Lower *l, const IrNode *n)
 	loop_end(l->fn);
 	LoopVar *oy = loop_for_n(l->fn, g->shape.d[1]);
 	Lerp ly = lerp_axis(l, oy, sh, n->shape.d[1]);
-	LoopVar *ys[2] = { ly.i0, ly.i1 }, *wy[2] = { ly.l0, ly.l1 };
 	int64_t ow = g->shape.d[2];
 	if (ow <= LERP_UNROLL) {	/* the row's outputs one by one, in the loop's order */
 		for (int64_t ox = 0; ox < ow; ox++) {
-			LerpAt lx = lerp_at(ox, sw, n->shape.d[2]);
+			XTaps tx = { NULL, lerp_at(ox, sw, n->shape.d[2]) };
 			LoopVar *gv = loop_local(l->fn, LT_F32, ld(l, g, plane_at(l, g, p, V(l, oy), I(l, ox))));
-			int64_t xs[2] = { lx.i0, lx.i1 };
-			float wx[2] = { lx.l0, lx.l1 };
-			for (int a = 0; a < 2; a++)
-				for (int b = 0; b < 2; b++) {
-					LoopExpr *at = plane_at(l, n, p, V(l, ys[a]), I(l, xs[b]));
-					st(l, n, at, add(l, ld(l, n, at), mul(l, mul(l, V(l, wy[a]), F(l, wx[b])), V(l, gv))));
-				}
+			bilinear_scatter(l, n, p, &ly, &tx, gv);
 		}
 		loop_end(l->fn);
 		loop_end(l->fn);
@@ -2289,13 +2322,9 @@ static void lower_upsample_bwd(Lower *l, const IrNode *n)
 	}
 	LoopVar *ox = loop_for_n(l->fn, ow);
 	Lerp lx = lerp_axis(l, ox, sw, n->shape.d[2]);
+	XTaps tx = { &lx, { 0 } };
 	LoopVar *gv = loop_local(l->fn, LT_F32, ld(l, g, plane_at(l, g, p, V(l, oy), V(l, ox))));
-	LoopVar *xs[2] = { lx.i0, lx.i1 }, *wx[2] = { lx.l0, lx.l1 };
-	for (int a = 0; a < 2; a++)
-		for (int b = 0; b < 2; b++) {	/* i0 and i1 coincide at the last row or column: += */
-			LoopExpr *at = plane_at(l, n, p, V(l, ys[a]), V(l, xs[b]));
-			st(l, n, at, add(l, ld(l, n, at), mul(l, mul(l, V(l, wy[a]), V(l, wx[b])), V(l, gv))));
-		}
+	bilinear_scatter(l, n, p, &ly, &tx, gv);
 	loop_end(l->fn);
 	loop_end(l->fn);
 	loop_end(l->fn);
@@ -2321,15 +2350,8 @@ static bool lower_upsample(Lower *l, const IrNode *n)		/* upsample, upsample_bwd
 	} else if (n->shape.d[2] <= LERP_UNROLL) {	/* the row's outputs one by one */
 		Lerp ly = lerp_axis(l, oy, sh, x->shape.d[1]);
 		for (int64_t o = 0; o < n->shape.d[2]; o++) {
-			LerpAt lx = lerp_at(o, sw, x->shape.d[2]);
-			LoopExpr *row[2];
-			for (int a = 0; a < 2; a++) {
-				LoopVar *y = a ? ly.i1 : ly.i0;
-				row[a] = add(l, mul(l, ld(l, x, plane_at(l, x, p, V(l, y), I(l, lx.i0))), F(l, lx.l0)),
-					     mul(l, ld(l, x, plane_at(l, x, p, V(l, y), I(l, lx.i1))), F(l, lx.l1)));
-			}
-			v = add(l, mul(l, row[0], V(l, ly.l0)), mul(l, row[1], V(l, ly.l1)));
-			st(l, n, plane_at(l, n, p, V(l, oy), I(l, o)), v);
+			XTaps tx = { NULL, lerp_at(o, sw, x->shape.d[2]) };
+			st(l, n, plane_at(l, n, p, V(l, oy), I(l, o)), bilinear_value(l, x, p, &ly, &tx));
 		}
 		loop_end(l->fn);
 		loop_end(l->fn);
@@ -2338,13 +2360,8 @@ static bool lower_upsample(Lower *l, const IrNode *n)		/* upsample, upsample_bwd
 		Lerp ly = lerp_axis(l, oy, sh, x->shape.d[1]);
 		ox = loop_for_n(l->fn, n->shape.d[2]);
 		Lerp lx = lerp_axis(l, ox, sw, x->shape.d[2]);
-		LoopExpr *row[2];
-		for (int a = 0; a < 2; a++) {
-			LoopVar *y = a ? ly.i1 : ly.i0;
-			row[a] = add(l, mul(l, ld(l, x, plane_at(l, x, p, V(l, y), V(l, lx.i0))), V(l, lx.l0)),
-				     mul(l, ld(l, x, plane_at(l, x, p, V(l, y), V(l, lx.i1))), V(l, lx.l1)));
-		}
-		v = add(l, mul(l, row[0], V(l, ly.l0)), mul(l, row[1], V(l, ly.l1)));
+		XTaps tx = { &lx, { 0 } };
+		v = bilinear_value(l, x, p, &ly, &tx);
 	}
 	st(l, n, plane_at(l, n, p, V(l, oy), V(l, ox)), v);
 	loop_end(l->fn);
