@@ -31,8 +31,8 @@ typedef struct Lower {
 	LoopBuf **buf;		/* by node id, for the function being lowered */
 	LoopVar **local;	/* by node id: a fused group member's value in the group's loop */
 	const bool *need, *stores;	/* by node id: lowered in this function; stored by its group */
-	const bool *through;	/* by node id: concats that im2col reads input by input (concat_through) */
-	const bool *split;	/* by node id: gathered conv_transpose2ds whose GEMMs write their slices (concats_through) */
+	const bool *through;	/* by node id: concats that im2col reads input by input (concats_through) */
+	const bool *split;	/* by node id: gathered conv_transpose2ds whose GEMMs write their slices (transposes_split) */
 	const int *last;	/* by group: its last needed member */
 	/* forward-only modules: by node id of the inference graph, values computed from the
 	 * weights alone, once, by the prepare function (kept: those the other functions
@@ -1009,8 +1009,9 @@ static void im2col(Lower *l, const ConvGeom *g, LoopVar *s, LoopBuf *col, LoopEx
  * A concat read through: im2col of each of its inputs into that input's
  * rows of col, so the concat itself is never copied together. U-Nets feed
  * every skip connection's concat to a convolution, which only im2col reads
- * (forward and weight gradient); in unet_tiny the copies were 6% of a
- * training step, on one thread.
+ * (forward and weight gradient). In unet_tiny this removes 8 copy kernels
+ * (with the slices of transposes_split) and 1.5 MB of arena at batch 32; on
+ * one thread its speed did not change measurably (median of 8 runs).
  */
 static void im2col_of(Lower *l, const ConvGeom *g, LoopVar *s, LoopBuf *col, LoopExpr *col_at, const IrNode *x)
 {
