@@ -11,6 +11,10 @@
  * thread: the median ratio of the square sizes >= 0.90, of every example
  * shape >= 0.75.
  *
+ * A second table times a convolution's forward product both ways on one
+ * thread: im2col into a buffer then nnrt_sgemm, against nnrt_sgemm_conv,
+ * which packs B's slivers straight from the image (same rounds, interleaved).
+ *
  * usage: make bench-gemm (installs libopenblas-dev when missing), or
  *        build/bench/gemm [reps [text]]: with text, only the shapes whose
  *        name contains it (build/bench/gemm 31 "conv1 fwd")
@@ -150,6 +154,112 @@ static void measure(const Shape *s, int threads, int reps, double *gf_blas, doub
 	free(p.c);
 }
 
+/* ---- im2col in memory against nnrt_sgemm_conv ---- */
+
+/* one sample's convolution, square image and kernel, stride 1 */
+typedef struct ConvShape {
+	const char *what;
+	int c, hw, kk, pad, m;
+} ConvShape;
+
+static const ConvShape convs[] = {
+	{"unet 16->16 32x32 3x3", 16, 32, 3, 1, 16},
+	{"unet 16->32 32x32 3x3", 16, 32, 3, 1, 32},
+	{"unet 32->32 32x32 3x3", 32, 32, 3, 1, 32},
+	{"unet 32->32 16x16 3x3", 32, 16, 3, 1, 32},
+	{"lenet conv1 28x28 5x5", 1, 28, 5, 2, 6},
+	{"lenet conv2 14x14 5x5", 6, 14, 5, 0, 16},
+	{"resnet 16->16 28x28 3x3", 16, 28, 3, 1, 16},
+	{"resnet 16->16 16x16 3x3", 16, 16, 3, 1, 16},
+	{"resnet 32->32 8x8 3x3", 32, 8, 3, 1, 32},
+	{"resnet 64->64 8x8 3x3", 64, 8, 3, 1, 64},
+};
+enum { NCONVS = sizeof convs / sizeof convs[0] };
+
+/* The column matrix of x as nnc's lowering builds it (compiler/lower.c:
+ * im2col_by_spans, im2col): the positions outside the image are zeroed once
+ * (b starts zeroed) and never written again; with the output as wide as the
+ * image, a tap's row is one contiguous copy of the plane, shifted, and the
+ * few columns it wrongly fills are re-zeroed; otherwise row by row. */
+static void im2col(const int64_t *g, const float *x, float *b)
+{
+	int64_t h = g[NNRT_CONV_H], w = g[NNRT_CONV_W], oh = g[NNRT_CONV_OH], ow = g[NNRT_CONV_OW];
+	int64_t kh = g[NNRT_CONV_KH], kw = g[NNRT_CONV_KW], ph = g[NNRT_CONV_PH], pw = g[NNRT_CONV_PW];
+	for (int64_t ci = 0; ci < g[NNRT_CONV_C]; ci++)
+		for (int64_t ky = 0; ky < kh; ky++) {
+			int64_t ylo = ph - ky > 0 ? ph - ky : 0, yhi = h + ph - ky < oh ? h + ph - ky : oh;
+			const float *plane = x + ci * h * w + (ky - ph) * w;
+			for (int64_t kx = 0; kx < kw; kx++, b += oh * ow) {
+				int64_t shift = kx - pw, xlo = shift < 0 ? -shift : 0, xhi = shift > 0 ? w - shift : w;
+				if (ow == w) {
+					for (int64_t q = ylo * w + xlo; q < (yhi - 1) * w + xhi; q++)
+						b[q] = plane[shift + q];
+					for (int64_t y = ylo; y < yhi; y++) {
+						for (int64_t ox = 0; ox < xlo; ox++)
+							b[y * w + ox] = 0.0f;
+						for (int64_t ox = xhi; ox < w; ox++)
+							b[y * w + ox] = 0.0f;
+					}
+					continue;
+				}
+				xhi = xhi < ow ? xhi : ow;
+				for (int64_t y = ylo; y < yhi; y++)
+					for (int64_t ox = xlo; ox < xhi; ox++)
+						b[y * ow + ox] = plane[y * w + shift + ox];
+			}
+		}
+}
+
+/* microseconds per call of the median round: [0] im2col + nnrt_sgemm, [1] nnrt_sgemm_conv */
+static void measure_conv(const ConvShape *s, int reps, double us[2])
+{
+	int64_t o = s->hw + 2 * s->pad - s->kk + 1;
+	const int64_t g[NNRT_CONV_GEOM] = {s->c, s->hw, s->hw, s->kk, s->kk, 1, 1, s->pad, s->pad, 1, 1, o, o};
+	int64_t m = s->m, n = o * o, k = (int64_t)s->c * s->kk * s->kk;
+	float *a = random_floats((size_t)(m * k)), *x = random_floats((size_t)s->c * s->hw * s->hw);
+	float *b = calloc((size_t)(k * n), sizeof *b), *c = random_floats((size_t)(m * n));
+	if (!b)
+		abort();
+	int calls = (int)(2e-3 / (2.0 * m * n * k / 50e9)) + 1;
+	double t[2][MAX_REPS];
+	for (int r = -1; r < reps; r++)
+		for (int way = 0; way < 2; way++) {
+			double t0 = now();
+			for (int i = 0; i < calls; i++)
+				if (way == 0) {
+					im2col(g, x, b);
+					nnrt_sgemm(0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
+				} else
+					nnrt_sgemm_conv(0, m, n, k, 1.0f, a, k, x, g, 0.0f, c, n);
+			if (r >= 0)	/* round -1 warms the caches */
+				t[way][r] = (now() - t0) / calls;
+		}
+	us[0] = 1e6 * median(t[0], reps);
+	us[1] = 1e6 * median(t[1], reps);
+	free(a);
+	free(x);
+	free(b);
+	free(c);
+}
+
+static void conv_table(int reps, const char *only)
+{
+	printf("\nconvolution forward, 1 thread, us per call: im2col into memory + nnrt_sgemm against "
+	       "nnrt_sgemm_conv\n\n| shape | m | n | k | im2col + sgemm | sgemm_conv | ratio |\n"
+	       "|---|--:|--:|--:|--:|--:|--:|\n");
+	nnrt_pool_set_threads(1);
+	for (int i = 0; i < NCONVS; i++) {
+		const ConvShape *s = &convs[i];
+		if (only && !strstr(s->what, only))
+			continue;
+		double us[2];
+		measure_conv(s, reps, us);
+		int o = s->hw + 2 * s->pad - s->kk + 1;
+		printf("| %s | %d | %d | %d | %.1f | %.1f | %.2f |\n", s->what, s->m, o * o, s->c * s->kk * s->kk,
+		       us[0], us[1], us[0] / us[1]);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	int reps = argc > 1 ? atoi(argv[1]) : 15;
@@ -200,5 +310,6 @@ int main(int argc, char **argv)
 	       "geometric mean %.2f\n",
 	       worst_square, worst_square >= 0.90 ? "met" : "missed", worst_example,
 	       worst_example >= 0.75 ? "met" : "missed", exp(log_sum / (count ? count : 1)));
+	conv_table(reps, only);
 	return 0;
 }

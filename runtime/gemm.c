@@ -46,8 +46,14 @@
  * Stack use is about 40 KB with AVX-512 (a B and an A sliver), 20 KB with
  * AVX2.
  *
+ * nnrt_sgemm_conv is the same product with B a convolution's column matrix
+ * (im2col) that is never built: its slivers are packed straight from the
+ * image, always (see "implicit im2col"), with the values the built matrix
+ * would have, so C is bitwise nnrt_sgemm's on it.
+ *
  * Built with NNRT_BLAS_OPENBLAS (make BLAS=openblas), the products go to
- * OpenBLAS instead, with the same API and guarantees (the end of this file).
+ * OpenBLAS instead, with the same API and guarantees (the end of this file);
+ * nnrt_sgemm_conv then builds the column matrix for it.
  */
 #include <stdatomic.h>
 #include <stddef.h>
@@ -93,6 +99,8 @@ typedef struct View {
 	const float *p;
 	int64_t rs, cs;
 } View;
+
+typedef struct Gemm Gemm;
 
 static View view(const float *p, int64_t ld, int trans)
 {
@@ -336,6 +344,15 @@ typedef struct Tile {
 	float alpha, beta;
 } Tile;
 
+/* a dot tile's rows of B, at row[j] + p; for an implicit column matrix (a
+ * weight gradient, nnrt_sgemm_conv) in[j][p / 16] holds the lanes p .. p + 15
+ * that fall inside the image (the others are 0: the row pointer may lie
+ * outside the image there, and masked lanes read nothing) */
+typedef struct DotB {
+	const float *row[DC];
+	const uint16_t *in[DC];
+} DotB;
+
 /* v[0..4) summed across lanes: (sum v0, sum v1, sum v2, sum v3) */
 static inline __attribute__((always_inline)) __m128 sum4(const __m256 v[DC])
 {
@@ -372,8 +389,8 @@ static inline __attribute__((always_inline)) __m256 halves(__m512 v)
  * masked loads: half the loads and loop steps, for a dearer sum at the end
  * (measured: faster from k = 256 on, slower at k = 128) */
 enum { DOT16_K = 256 };
-static inline __attribute__((always_inline)) void dot16_body(int64_t k, const float *a, int64_t lda, const float *b,
-							   int64_t ldb, const Tile *t, int R, int Cn)
+static inline __attribute__((always_inline)) void dot16_body(int64_t k, const float *a, int64_t lda, const DotB *b,
+							   const Tile *t, int R, int Cn, int implicit)
 {
 	__m512 acc[DR][DC];
 #pragma GCC unroll 4
@@ -389,7 +406,7 @@ static inline __attribute__((always_inline)) void dot16_body(int64_t k, const fl
 			av[i] = _mm512_maskz_loadu_ps(mask, a + i * lda + p);
 #pragma GCC unroll 4
 		for (int j = 0; j < Cn; j++)
-			bv[j] = _mm512_maskz_loadu_ps(mask, b + j * ldb + p);
+			bv[j] = _mm512_maskz_loadu_ps(implicit ? mask & b->in[j][p >> 4] : mask, b->row[j] + p);
 #pragma GCC unroll 4
 		for (int i = 0; i < R; i++)
 #pragma GCC unroll 4
@@ -408,10 +425,11 @@ static inline __attribute__((always_inline)) void dot16_body(int64_t k, const fl
 #endif
 
 /* C[R x Cn] = alpha * A[R x k] B[Cn x k]^T + beta * C, rows of A at a + i * lda,
- * of B at b + j * ldb; the last k % 8 through masked loads */
-static inline __attribute__((always_inline)) void dot_body(int64_t k, const float *a, int64_t lda, const float *b,
-							   int64_t ldb, const Tile *t, int R, int Cn)
+ * of B as DotB says (implicit: AVX-512 only); the last k % 8 through masked loads */
+static inline __attribute__((always_inline)) void dot_body(int64_t k, const float *a, int64_t lda, const DotB *b,
+							   const Tile *t, int R, int Cn, int implicit)
 {
+	(void)implicit;
 	__m256 acc[DR][DC];
 #pragma GCC unroll 4
 	for (int i = 0; i < DR; i++)
@@ -426,8 +444,17 @@ static inline __attribute__((always_inline)) void dot_body(int64_t k, const floa
 		for (int i = 0; i < R; i++)
 			av[i] = k - p >= 8 ? _mm256_loadu_ps(a + i * lda + p) : _mm256_maskload_ps(a + i * lda + p, mask);
 #pragma GCC unroll 4
-		for (int j = 0; j < Cn; j++)
-			bv[j] = k - p >= 8 ? _mm256_loadu_ps(b + j * ldb + p) : _mm256_maskload_ps(b + j * ldb + p, mask);
+		for (int j = 0; j < Cn; j++) {
+#if GEMM_AVX512
+			if (implicit) {
+				__mmask8 in = (__mmask8)(b->in[j][p >> 4] >> (p & 8));
+				bv[j] = _mm256_maskz_loadu_ps(k - p >= 8 ? in : in & (__mmask8)((1u << (k - p)) - 1),
+							      b->row[j] + p);
+				continue;
+			}
+#endif
+			bv[j] = k - p >= 8 ? _mm256_loadu_ps(b->row[j] + p) : _mm256_maskload_ps(b->row[j] + p, mask);
+		}
 #pragma GCC unroll 4
 		for (int i = 0; i < R; i++)
 #pragma GCC unroll 4
@@ -439,26 +466,31 @@ static inline __attribute__((always_inline)) void dot_body(int64_t k, const floa
 		store4(t->c + i * t->ldc, Cn, sum4(acc[i]), t->alpha, t->beta);
 }
 
-typedef void DotFn(int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb, const Tile *t);
+typedef void DotFn(int64_t k, const float *a, int64_t lda, const DotB *b, const Tile *t);
 
 #if GEMM_AVX512
 #define DOT(R, C)                                                                                          \
-	static void dot_##R##x##C(int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,       \
-				  const Tile *t)                                                             \
+	static void dot_##R##x##C(int64_t k, const float *a, int64_t lda, const DotB *b, const Tile *t)     \
 	{                                                                                                   \
-		dot_body(k, a, lda, b, ldb, t, R, C);                                                       \
+		dot_body(k, a, lda, b, t, R, C, 0);                                                         \
 	}                                                                                                   \
-	static void dot16_##R##x##C(int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,     \
-				    const Tile *t)                                                           \
+	static void dot16_##R##x##C(int64_t k, const float *a, int64_t lda, const DotB *b, const Tile *t)   \
 	{                                                                                                   \
-		dot16_body(k, a, lda, b, ldb, t, R, C);                                                     \
+		dot16_body(k, a, lda, b, t, R, C, 0);                                                       \
+	}                                                                                                   \
+	static void dotc_##R##x##C(int64_t k, const float *a, int64_t lda, const DotB *b, const Tile *t)    \
+	{                                                                                                   \
+		dot_body(k, a, lda, b, t, R, C, 1);                                                         \
+	}                                                                                                   \
+	static void dot16c_##R##x##C(int64_t k, const float *a, int64_t lda, const DotB *b, const Tile *t)  \
+	{                                                                                                   \
+		dot16_body(k, a, lda, b, t, R, C, 1);                                                       \
 	}
 #else
 #define DOT(R, C)                                                                                          \
-	static void dot_##R##x##C(int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,       \
-				  const Tile *t)                                                             \
+	static void dot_##R##x##C(int64_t k, const float *a, int64_t lda, const DotB *b, const Tile *t)     \
 	{                                                                                                   \
-		dot_body(k, a, lda, b, ldb, t, R, C);                                                       \
+		dot_body(k, a, lda, b, t, R, C, 0);                                                         \
 	}
 #endif
 DOT(1, 1) DOT(1, 2) DOT(1, 3) DOT(1, 4) DOT(2, 1) DOT(2, 2) DOT(2, 3) DOT(2, 4)
@@ -467,46 +499,39 @@ DOT(3, 1) DOT(3, 2) DOT(3, 3) DOT(3, 4)
 DOT(4, 1) DOT(4, 2) DOT(4, 3) DOT(4, 4)
 #endif
 
-static DotFn *const dots[DR][DC] = {
-	{dot_1x1, dot_1x2, dot_1x3, dot_1x4},
-	{dot_2x1, dot_2x2, dot_2x3, dot_2x4},
-	{dot_3x1, dot_3x2, dot_3x3, dot_3x4},
-#if GEMM_AVX512
-	{dot_4x1, dot_4x2, dot_4x3, dot_4x4},
-#endif
-};
-#if GEMM_AVX512
-static DotFn *const dots16[DR][DC] = {
-	{dot16_1x1, dot16_1x2, dot16_1x3, dot16_1x4},
-	{dot16_2x1, dot16_2x2, dot16_2x3, dot16_2x4},
-	{dot16_3x1, dot16_3x2, dot16_3x3, dot16_3x4},
-	{dot16_4x1, dot16_4x2, dot16_4x3, dot16_4x4},
-};
-#endif
-
-/* C[i0 .. i1, j0 .. j1] by dot-product tiles; A not transposed, B transposed */
-static void dot_block(View a, View b, int64_t k, float alpha, float beta, float *c, int64_t ldc, int64_t i0,
-		      int64_t i1, int64_t j0, int64_t j1)
-{
-	DotFn *const(*table)[DC] = dots;
-#if GEMM_AVX512
-	if (k >= DOT16_K)
-		table = dots16;
-#endif
-	for (int64_t i = i0; i < i1; i += DR)
-		for (int64_t j = j0; j < j1; j += DC) {
-			Tile t = {c + i * ldc + j, ldc, i1 - i < DR ? i1 - i : DR, j1 - j < DC ? j1 - j : DC, alpha, beta};
-			table[t.mr - 1][t.nr - 1](k, a.p + i * a.rs, a.rs, b.p + j * b.cs, b.cs, &t);
-		}
+#define DOT_TABLE(name) {                                                       \
+	{name##_1x1, name##_1x2, name##_1x3, name##_1x4},                       \
+	{name##_2x1, name##_2x2, name##_2x3, name##_2x4},                       \
+	{name##_3x1, name##_3x2, name##_3x3, name##_3x4},                       \
+	DOT_ROW4(name)                                                          \
 }
+#if GEMM_AVX512
+#define DOT_ROW4(name) {name##_4x1, name##_4x2, name##_4x3, name##_4x4},
+static DotFn *const dots[2][2][DR][DC] = {	/* [implicit][16 lanes] */
+	{DOT_TABLE(dot), DOT_TABLE(dot16)},
+	{DOT_TABLE(dotc), DOT_TABLE(dot16c)},
+};
+#else
+#define DOT_ROW4(name)
+static DotFn *const dots[1][1][DR][DC] = {{DOT_TABLE(dot)}};
+#endif
 
-/* dot products pay for A * B^T when C is narrow or small and k long enough
- * to fill the vectors; MR and NR are multiples of DR and DC, so the tiles
- * are the same however the threads split C */
+/* C[i0 .. i1, j0 .. j1] by dot-product tiles; A not transposed, B transposed
+ * or an implicit column matrix (g->rows) */
+static void dot_block(const Gemm *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1);
+
+/* dot products pay for A * B^T when C is narrow, small or has few rows, and
+ * k is long enough to fill the vectors. Few rows: a convolution's weight
+ * gradient per sample, where packing B^T costs as much as the products (1
+ * thread, us per product, dot against packed: AVX-512 8 x 144 x 1024 49 /
+ * 96, 16 x 144 x 784 71 / 79, 32 x 288 x 256 101 / 79; AVX2 8 x 144 x 1024
+ * 64 / 90, 16 x 144 x 784 102 / 73). MR and NR are multiples of DR and DC,
+ * so the tiles are the same however the threads split C. */
 _Static_assert(MR % DR == 0 && NR % DC == 0, "thread splits keep the dot tiles");
+enum { DOT_ROWS = GEMM_AVX512 ? 16 : 8 };
 static int use_dot(int transa, int transb, int64_t m, int64_t n, int64_t k)
 {
-	return !transa && transb && k >= 32 && (n <= NR || m * n <= 1024);
+	return !transa && transb && k >= 32 && (n <= NR || m * n <= 1024 || m <= DOT_ROWS);
 }
 
 #else
@@ -676,19 +701,34 @@ static void pack_b_sliver(View b, int64_t p0, int64_t j0, int64_t kc, int64_t nr
 			dst[p * NR + j] = j < nr ? src[p * b.rs + j * b.cs] : 0.0f;
 }
 
-/* the kc x nc panel of op(B) at (p0, j0), sliver after sliver */
-static void pack_b(View b, int64_t p0, int64_t j0, int64_t kc, int64_t nc, float *dst)
-{
-	for (int64_t js = 0; js < nc; js += NR, dst += kc * NR)
-		pack_b_sliver(b, p0, j0 + js, kc, nc - js < NR ? nc - js : NR, dst);
-}
+/* ---- implicit im2col: B slivers packed straight from an image ----
+ * nnrt_sgemm_conv's B is the column matrix of a convolution, never built:
+ * each sliver is packed from the image with exactly the values the built B
+ * would give pack_b_sliver, so the kernels, blocks and thread split (and so
+ * C, bitwise) are nnrt_sgemm's. A sliver's columns are cut into runs that
+ * lie in one output row; with unit stride along W a run is a span of one
+ * image row, read by masked loads (lanes outside the image read nothing and
+ * are 0) and combined in registers row by row (AVX-512: pack_taps; AVX2:
+ * pack_rows_unit); otherwise run by run (pack_run_body): a memcpy or memset
+ * call per span costs more than the span when the image is small. A weight
+ * gradient's B^T is read by the dot products instead (dot_tables). */
 
-/* ---- the loops ---- */
+/* per call, stride 1 along W: row p of the column matrix starts off[p]
+ * floats into the image, at tap tap[p] = ky kw + kx (pack_taps) */
+typedef struct ConvTaps {
+	int64_t *off;
+	int *tap;
+} ConvTaps;
 
-typedef struct Gemm {
+struct Gemm {
 	int64_t m, n, k, kc;		/* kc: the k block, a function of k alone */
 	float alpha, beta;
 	View a, b;
+	const int64_t *conv;		/* B is x's column matrix for this geometry (else NULL) */
+	const float *x;
+	ConvTaps taps;			/* for conv, when allocated */
+	const float **rows;		/* a weight gradient's implicit B^T by dot products: its rows, */
+	const uint16_t **in;		/* and their lanes inside the image (DotB) */
 	float *c;
 	int64_t ldc;
 	int pack_b;			/* decided once per call, for every thread alike */
@@ -696,7 +736,309 @@ typedef struct Gemm {
 	int split_n;			/* tasks are slivers of columns (else of rows) */
 	int64_t units, grain;		/* slivers along the split, slivers per task */
 	atomic_llong next;		/* the next task to claim */
-} Gemm;
+};
+
+#if GEMM_AVX2
+static void dot_block(const Gemm *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+	int implicit = g->rows != NULL, wide = 0;
+#if GEMM_AVX512
+	wide = g->k >= DOT16_K;
+#endif
+	DotFn *const(*table)[DC] = dots[implicit][wide];
+	for (int64_t i = i0; i < i1; i += DR)
+		for (int64_t j = j0; j < j1; j += DC) {
+			Tile t = {g->c + i * g->ldc + j, g->ldc, i1 - i < DR ? i1 - i : DR, j1 - j < DC ? j1 - j : DC,
+				  g->alpha, g->beta};
+			DotB b;
+			for (int64_t q = 0; q < t.nr; q++) {
+				b.row[q] = implicit ? g->rows[j + q] : g->b.p + (j + q) * g->b.cs;
+				b.in[q] = implicit ? g->in[j + q] : NULL;
+			}
+			table[t.mr - 1][t.nr - 1](g->k, g->a.p + i * g->a.rs, g->a.rs, &b, &t);
+		}
+}
+#endif
+
+/* the columns [off, off + len) of a sliver: output row oy, from column ox0;
+ * iy0 = oy * SH - PH and ix0 = ox0 * SW - PW, before the kernel's offsets */
+typedef struct Run {
+	int64_t iy0, ix0, len, off;
+} Run;
+
+/* columns [j0, j0 + nr) cut at the ends of output rows; returns the count */
+static int conv_runs(const int64_t *geom, int64_t j0, int64_t nr, Run runs[NR])
+{
+	int64_t ow = geom[NNRT_CONV_OW], oy = j0 / ow, ox = j0 % ow;
+	int count = 0;
+	for (int64_t off = 0; off < nr; oy++, ox = 0) {
+		int64_t len = ow - ox < nr - off ? ow - ox : nr - off;
+		runs[count++] = (Run){oy * geom[NNRT_CONV_SH] - geom[NNRT_CONV_PH],
+				      ox * geom[NNRT_CONV_SW] - geom[NNRT_CONV_PW], len, off};
+		off += len;
+	}
+	return count;
+}
+
+/* A span: dst[l] := src[l] for the lanes l < len that a SpanMask holds (the
+ * columns inside the image), else 0, len <= NR. The mask depends on the
+ * image column alone, so a run computes it once per kx. */
+#if GEMM_AVX512
+typedef uint32_t SpanMask;
+
+/* lanes l < len with 0 <= ix + l < w */
+static inline __attribute__((always_inline)) SpanMask span_mask(int64_t ix, int64_t len, int64_t w)
+{
+	int64_t lo = ix < 0 ? -ix : 0, hi = w - ix < len ? w - ix : len;
+	return hi <= lo ? 0 : (hi >= 32 ? ~0u : (1u << hi) - 1) & ~((1u << lo) - 1);
+}
+
+/* masked loads (masked lanes never fault), and full stores where len allows */
+static inline __attribute__((always_inline)) void copy_masked(float *dst, const float *src, SpanMask in, int64_t len)
+{
+	uint32_t keep = len >= 32 ? ~0u : (1u << len) - 1;
+	__m512 v = _mm512_maskz_loadu_ps((__mmask16)in, src);
+	if (len >= 16)
+		_mm512_storeu_ps(dst, v);
+	else
+		_mm512_mask_storeu_ps(dst, (__mmask16)keep, v);
+	if (len <= 16)
+		return;
+	v = _mm512_maskz_loadu_ps((__mmask16)(in >> 16), src + 16);
+	if (len == 32)
+		_mm512_storeu_ps(dst + 16, v);
+	else
+		_mm512_mask_storeu_ps(dst + 16, (__mmask16)(keep >> 16), v);
+}
+#else
+/* scalar; AVX2 packs unit spans with pack_rows_unit and uses these only
+ * for the zeros past nr of strided slivers */
+typedef struct SpanMask {
+	int64_t lo, hi;
+} SpanMask;
+
+static inline SpanMask span_mask(int64_t ix, int64_t len, int64_t w)
+{
+	SpanMask m = {ix < 0 ? -ix : 0, w - ix < len ? w - ix : len};
+	return m;
+}
+
+/* one loop with the test inside: gcc turns a plain copy or fill loop into a
+ * memcpy or memset call, dearer than these few floats */
+static inline void copy_masked(float *dst, const float *src, SpanMask in, int64_t len)
+{
+	for (int64_t l = 0; l < len; l++)
+		dst[l] = l >= in.lo && l < in.hi ? src[l] : 0.0f;
+}
+#endif
+
+/* dst[l] := row[ix + l * sw] inside the image, else 0: strides or dilations along W */
+static void copy_strided(float *dst, const float *row, int64_t ix, int64_t sw, int64_t len, int64_t w)
+{
+	for (int64_t l = 0; l < len; l++, ix += sw)
+		dst[l] = (uint64_t)ix < (uint64_t)w ? row[ix] : 0.0f;
+}
+
+/* A run's columns of rows [p0, p0 + kc) of the column matrix into dst (rows
+ * NR apart), one image row a step: (ci, ky, kx) advance as a counter, with
+ * no division per row. unit: stride and dilation 1 along W, so the columns
+ * are one span of the image row, whose mask depends on kx alone (tabulated
+ * for kernels up to MASKS wide). */
+enum { MASKS = 16 };
+static inline __attribute__((always_inline)) void pack_run_body(const int64_t *geom, const float *x, const Run *u,
+								 int64_t p0, int64_t kc, float *dst, int unit)
+{
+	int64_t h = geom[NNRT_CONV_H], w = geom[NNRT_CONV_W], kh = geom[NNRT_CONV_KH], kw = geom[NNRT_CONV_KW];
+	int64_t dh = geom[NNRT_CONV_DH], dw = geom[NNRT_CONV_DW], sw = geom[NNRT_CONV_SW];
+	int64_t kx = p0 % kw, ky = p0 / kw % kh;
+	const float *plane = x + p0 / kw / kh * h * w;
+	int64_t iy = u->iy0 + ky * dh, len = u->len;
+	SpanMask masks[MASKS], none = span_mask(0, len, 0);
+	int tabbed = unit && kw <= MASKS;
+	for (int64_t q = 0; tabbed && q < kw; q++)
+		masks[q] = span_mask(u->ix0 + q, len, w);
+	for (int64_t p = 0; p < kc; p++, dst += NR) {
+		int inside = (uint64_t)iy < (uint64_t)h;
+		const float *row = inside ? plane + iy * w : plane;
+		if (unit) {
+			/* a row outside the image has no lane inside */
+			SpanMask in = !inside ? none : tabbed ? masks[kx] : span_mask(u->ix0 + kx, len, w);
+			copy_masked(dst, row + u->ix0 + kx, in, len);
+		} else
+			copy_strided(dst, row, u->ix0 + kx * dw, sw, len, inside ? w : 0);
+		if (++kx == kw) {
+			kx = 0, iy += dh;
+			if (++ky == kh)
+				ky = 0, iy = u->iy0, plane += h * w;
+		}
+	}
+}
+
+static void pack_run_unit(const int64_t *geom, const float *x, const Run *u, int64_t p0, int64_t kc, float *dst)
+{
+	pack_run_body(geom, x, u, p0, kc, dst, 1);
+}
+
+static void pack_run_strided(const int64_t *geom, const float *x, const Run *u, int64_t p0, int64_t kc, float *dst)
+{
+	pack_run_body(geom, x, u, p0, kc, dst, 0);
+}
+
+#if GEMM_AVX2 && !GEMM_AVX512
+/* the lanes l of vector v (8 columns from 8 * v) with lo <= l < hi */
+static inline __attribute__((always_inline)) __m256i lanes_in(int64_t lo, int64_t hi, int v)
+{
+	__m256i l = _mm256_add_epi32(_mm256_set1_epi32(8 * v), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+	return _mm256_and_si256(_mm256_cmpgt_epi32(l, _mm256_set1_epi32((int)lo - 1)),
+				_mm256_cmpgt_epi32(_mm256_set1_epi32((int)hi), l));
+}
+
+/* pack_run_body's unit spans for AVX2, row by row: a store through a mask
+ * (vmaskmovps) is microcoded on AMD and made packing slower than im2col.
+ * Instead each run's masked load is aimed so that its lanes land on its
+ * columns, zero elsewhere, and the runs' loads are ORed into the row's two
+ * vectors (exact: the other lanes are +0.0), stored whole; no run covers
+ * the columns past nr, so they come out 0. */
+static void pack_rows_unit(const int64_t *geom, const float *x, const Run *runs, int count, int64_t p0, int64_t kc,
+			   float *dst)
+{
+	int64_t h = geom[NNRT_CONV_H], w = geom[NNRT_CONV_W], kh = geom[NNRT_CONV_KH], kw = geom[NNRT_CONV_KW];
+	int64_t dh = geom[NNRT_CONV_DH];
+	int64_t kx = p0 % kw, ky = p0 / kw % kh;
+	const float *plane = x + p0 / kw / kh * h * w;
+	for (int64_t p = 0; p < kc; p++, dst += NR) {
+		__m256 v0 = _mm256_setzero_ps(), v1 = _mm256_setzero_ps();
+		for (int r = 0; r < count; r++) {
+			const Run *u = &runs[r];
+			int64_t iy = u->iy0 + ky * dh, ix = u->ix0 + kx;
+			if ((uint64_t)iy >= (uint64_t)h)
+				continue;
+			/* the row's columns [lo, hi) are inside the image; column c reads src[c] */
+			int64_t lo = u->off + (ix < 0 ? -ix : 0), hi = u->off + (w - ix < u->len ? w - ix : u->len);
+			const float *src = plane + iy * w + ix - u->off;
+			if (lo < 8 && hi > lo)
+				v0 = _mm256_or_ps(v0, _mm256_maskload_ps(src, lanes_in(lo, hi, 0)));
+			if (hi > 8 && hi > lo)
+				v1 = _mm256_or_ps(v1, _mm256_maskload_ps(src + 8, lanes_in(lo, hi, 1)));
+		}
+		_mm256_storeu_ps(dst, v0);
+		_mm256_storeu_ps(dst + 8, v1);
+		if (++kx == kw) {
+			kx = 0;
+			if (++ky == kh)
+				ky = 0, plane += h * w;
+		}
+	}
+}
+#endif
+
+#if GEMM_AVX512
+/*
+ * AVX-512, stride 1 along W: row p of the column matrix reads, for run r,
+ * the image at x + off[p] + base[r], where off[p] = ci h w + ky dh w + kx dw
+ * (tabulated once per call, nnrt_sgemm_conv) and base[r] = iy0 w + ix0 - the
+ * run's first lane; the lanes inside the image depend on the run and the tap
+ * (ky, kx) alone, tabulated per sliver. Each run's masked loads merge into
+ * the row's two vectors at its own lanes, stored whole. Counting (ci, ky, kx)
+ * down the rows instead, and storing run by run through masks, packed a row
+ * in about 35 cycles, more than building col in memory took.
+ */
+enum { TAP_MASKS = 1024 };	/* runs x taps of the mask table */
+
+static inline __attribute__((always_inline)) void pack_taps_body(const float *x, const int64_t *off, const int *tap,
+								  const int64_t *base, const uint32_t *mask,
+								  int taps, int count, int64_t kc, float *dst)
+{
+	for (int64_t p = 0; p < kc; p++, dst += NR) {
+		const float *row = x + off[p];
+		const uint32_t *m = mask + tap[p];
+		__m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
+		for (int r = 0; r < count; r++, m += taps) {
+			v0 = _mm512_mask_loadu_ps(v0, (__mmask16)*m, row + base[r]);
+			v1 = _mm512_mask_loadu_ps(v1, (__mmask16)(*m >> 16), row + base[r] + 16);
+		}
+		_mm512_storeu_ps(dst, v0);
+		_mm512_storeu_ps(dst + 16, v1);
+	}
+}
+
+/* one or two runs (a sliver within one output row, or across one row's end) unrolled */
+static void pack_taps_1(const float *x, const int64_t *off, const int *tap, const int64_t *base, const uint32_t *mask,
+			int taps, int64_t kc, float *dst)
+{
+	pack_taps_body(x, off, tap, base, mask, taps, 1, kc, dst);
+}
+
+static void pack_taps_2(const float *x, const int64_t *off, const int *tap, const int64_t *base, const uint32_t *mask,
+			int taps, int64_t kc, float *dst)
+{
+	pack_taps_body(x, off, tap, base, mask, taps, 2, kc, dst);
+}
+
+/* false when the tables do not fit: pack_run_body packs the sliver */
+static int pack_taps(const Gemm *g, const Run *runs, int count, int64_t p0, int64_t kc, float *dst)
+{
+	const int64_t *geom = g->conv;
+	int64_t h = geom[NNRT_CONV_H], w = geom[NNRT_CONV_W], kh = geom[NNRT_CONV_KH], kw = geom[NNRT_CONV_KW];
+	int taps = (int)(kh * kw);
+	if (!g->taps.off || count * taps > TAP_MASKS)
+		return 0;
+	uint32_t mask[TAP_MASKS], cols[TAP_MASKS];
+	int64_t base[NR];
+	for (int r = 0; r < count; r++) {
+		/* a tap's lanes: the run's columns inside the image at kx, none when row iy is outside */
+		const Run *u = &runs[r];
+		base[r] = u->iy0 * w + u->ix0 - u->off;
+		for (int64_t kx = 0; kx < kw; kx++)
+			cols[kx] = span_mask(u->ix0 + kx * geom[NNRT_CONV_DW], u->len, w) << u->off;
+		uint32_t *m = mask + r * taps;
+		for (int64_t ky = 0, iy = u->iy0; ky < kh; ky++, iy += geom[NNRT_CONV_DH], m += kw)
+			for (int64_t kx = 0; kx < kw; kx++)
+				m[kx] = (uint64_t)iy < (uint64_t)h ? cols[kx] : 0;
+	}
+	const int64_t *off = g->taps.off + p0;
+	const int *tap = g->taps.tap + p0;
+	if (count == 1)
+		pack_taps_1(g->x, off, tap, base, mask, taps, kc, dst);
+	else if (count == 2)
+		pack_taps_2(g->x, off, tap, base, mask, taps, kc, dst);
+	else
+		pack_taps_body(g->x, off, tap, base, mask, taps, count, kc, dst);
+	return 1;
+}
+#endif
+
+/* Rows [p0, p0 + kc) and columns [j0, j0 + nr) of the column matrix of x
+ * into dst[kc][NR], zero past nr: pack_b_sliver's result on the built
+ * matrix. Run by run, so a run's fields stay in registers down the rows. */
+static void pack_b_conv_sliver(const Gemm *g, int64_t p0, int64_t j0, int64_t kc, int64_t nr, float *dst)
+{
+	const int64_t *geom = g->conv;
+	const float *x = g->x;
+	Run runs[NR];
+	int count = conv_runs(geom, j0, nr, runs);
+	int unit = geom[NNRT_CONV_SW] == 1 && geom[NNRT_CONV_DW] == 1;
+#if GEMM_AVX512
+	if (geom[NNRT_CONV_SW] == 1 && pack_taps(g, runs, count, p0, kc, dst))
+		return;
+#elif GEMM_AVX2
+	if (unit) {
+		pack_rows_unit(geom, x, runs, count, p0, kc, dst);
+		return;
+	}
+#endif
+	for (int r = 0; r < count; r++)
+		(unit ? pack_run_unit : pack_run_strided)(geom, x, &runs[r], p0, kc, dst + runs[r].off);
+	if (nr < NR) {
+		/* the columns past nr: a span with no lane inside, so nothing is read */
+		SpanMask none = span_mask(0, NR - nr, 0);
+		for (int64_t p = 0; p < kc; p++)
+			copy_masked(dst + p * NR + nr, dst, none, NR - nr);
+	}
+}
+
+/* ---- the loops ---- */
+
 
 /* one thread's buffers: the packed A block (NULL without memory) and B
  * panel (when packed), one B sliver for the slivers packed one at a time,
@@ -704,6 +1046,22 @@ typedef struct Gemm {
 typedef struct Work {
 	float *pa, *pb, *sliver, *asliver;
 } Work;
+
+/* rows [p0, p0 + kc) and columns [j0, j0 + nr) of B into dst[kc][NR] */
+static void pack_sliver(const Gemm *g, int64_t p0, int64_t j0, int64_t kc, int64_t nr, float *dst)
+{
+	if (g->conv)
+		pack_b_conv_sliver(g, p0, j0, kc, nr, dst);
+	else
+		pack_b_sliver(g->b, p0, j0, kc, nr, dst);
+}
+
+/* the kc x nc panel of B at (p0, j0), sliver after sliver */
+static void pack_b(const Gemm *g, int64_t p0, int64_t j0, int64_t kc, int64_t nc, float *dst)
+{
+	for (int64_t js = 0; js < nc; js += NR, dst += kc * NR)
+		pack_sliver(g, p0, j0 + js, kc, nc - js < NR ? nc - js : NR, dst);
+}
 
 /* the block size for n in blocks of at most max, as even as possible,
  * rounded up to a multiple of unit */
@@ -725,10 +1083,10 @@ static void macro_kernel(const Gemm *g, const Work *w, int64_t i0, int64_t mc, i
 		int64_t bs = NR;
 		if (g->pack_b)
 			b = w->pb + js * kc;
-		else if (g->b.cs == 1 && whole_b_sliver(nr))
+		else if (!g->conv && g->b.cs == 1 && whole_b_sliver(nr))
 			b = g->b.p + p0 * g->b.rs + j0 + js, bs = g->b.rs;
 		else
-			pack_b_sliver(g->b, p0, j0 + js, kc, nr, w->sliver);
+			pack_sliver(g, p0, j0 + js, kc, nr, w->sliver);
 		Strip st = {.b = b, .bs = bs, .c = g->c + i0 * g->ldc + j0 + js, .ldc = g->ldc, .mr = MR, .nr = nr,
 			    .alpha = g->alpha, .beta = beta};
 		if (!w->pa) {
@@ -765,7 +1123,7 @@ static void gemm_block(const Gemm *g, const Work *w, int64_t i0, int64_t i1, int
 			int64_t kc = g->k - pc < g->kc ? g->k - pc : g->kc;
 			float beta = pc == 0 ? g->beta : 1.0f;	/* later k blocks add to what the first wrote */
 			if (g->pack_b)
-				pack_b(g->b, pc, jc, kc, ncur, w->pb);
+				pack_b(g, pc, jc, kc, ncur, w->pb);
 			for (int64_t ic = i0; ic < i1; ic += mc) {
 				int64_t mcur = i1 - ic < mc ? i1 - ic : mc;
 				if (w->pa)
@@ -791,7 +1149,7 @@ static void gemm_task(const Gemm *shared, int64_t begin, int64_t end)
 		i0 = begin * MR, i1 = end * MR < g.m ? end * MR : g.m;
 #if GEMM_AVX2
 	if (g.dot) {
-		dot_block(g.a, g.b, g.k, g.alpha, g.beta, g.c, g.ldc, i0, i1, j0, j1);
+		dot_block(&g, i0, i1, j0, j1);
 		return;
 	}
 #endif
@@ -835,6 +1193,22 @@ static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc)
 	}
 }
 
+/* the product g describes, on the pool when it is large enough */
+static void run_gemm(Gemm *g)
+{
+	int64_t mu = (g->m + MR - 1) / MR, nu = (g->n + NR - 1) / NR;
+	g->split_n = nu >= mu;
+	g->units = g->split_n ? nu : mu;
+	int threads = nnrt_pool_threads();
+	if (threads == 1 || g->units == 1 || 2.0 * (double)g->m * (double)g->n * (double)g->k < PAR_FLOPS) {
+		gemm_task(g, 0, g->units);
+		return;
+	}
+	g->grain = (g->units + TASKS_PER_THREAD * threads - 1) / (TASKS_PER_THREAD * threads);
+	atomic_init(&g->next, 0);
+	nnrt_parallel_for(threads, gemm_thread, g);
+}
+
 /* the built-in product, for m, n, k >= 1 and alpha != 0 */
 static void native_sgemm(int transa, int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
 			 int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
@@ -843,17 +1217,214 @@ static void native_sgemm(int transa, int transb, int64_t m, int64_t n, int64_t k
 		  .a = view(a, lda, transa), .b = view(b, ldb, transb), .c = c, .ldc = ldc,
 		  .pack_b = m > MC,
 		  .dot = use_dot(transa, transb, m, n, k)};
-	int64_t mu = (m + MR - 1) / MR, nu = (n + NR - 1) / NR;
-	g.split_n = nu >= mu;
-	g.units = g.split_n ? nu : mu;
-	int threads = nnrt_pool_threads();
-	if (threads == 1 || g.units == 1 || 2.0 * (double)m * (double)n * (double)k < PAR_FLOPS) {
-		gemm_task(&g, 0, g.units);
+	run_gemm(&g);
+}
+
+/* native_sgemm(0, 0, ...) on x's column matrix: the same Gemm but for B's
+ * slivers, always packed (there is no B to read in place) */
+/* Rows [r0, r0 + rows) and columns [c0, c0 + cols) of the column matrix of
+ * x built into b (ldb apart), counting (ci, ky, kx) and (oy, ox): for
+ * OpenBLAS, and for a weight gradient the dot products cannot read from the
+ * image. */
+static void conv_columns(const int64_t *geom, const float *x, int64_t r0, int64_t rows, int64_t c0, int64_t cols,
+			 float *b, int64_t ldb)
+{
+	int64_t h = geom[NNRT_CONV_H], w = geom[NNRT_CONV_W], kh = geom[NNRT_CONV_KH], kw = geom[NNRT_CONV_KW];
+	int64_t ow = geom[NNRT_CONV_OW], sh = geom[NNRT_CONV_SH], sw = geom[NNRT_CONV_SW];
+	int64_t kx = r0 % kw, ky = r0 / kw % kh;
+	const float *plane = x + r0 / kw / kh * h * w;
+	for (int64_t p = 0; p < rows; p++, b += ldb) {
+		int64_t oy = c0 / ow, ox = c0 % ow;
+		for (int64_t j = 0; j < cols; j++) {
+			int64_t iy = oy * sh - geom[NNRT_CONV_PH] + ky * geom[NNRT_CONV_DH];
+			int64_t ix = ox * sw - geom[NNRT_CONV_PW] + kx * geom[NNRT_CONV_DW];
+			b[j] = (uint64_t)iy < (uint64_t)h && (uint64_t)ix < (uint64_t)w ? plane[iy * w + ix] : 0.0f;
+			if (++ox == ow)
+				ox = 0, oy++;
+		}
+		if (++kx == kw) {
+			kx = 0;
+			if (++ky == kh)
+				ky = 0, plane += h * w;
+		}
+	}
+}
+
+#if GEMM_AVX512
+enum { TAPS_STACK = 1024 };
+
+/* ConvTaps of rows [0, k), counting (ci, ky, kx) */
+static void conv_taps(const int64_t *geom, int64_t k, ConvTaps *t)
+{
+	int64_t h = geom[NNRT_CONV_H], w = geom[NNRT_CONV_W], kh = geom[NNRT_CONV_KH], kw = geom[NNRT_CONV_KW];
+	int64_t dy = geom[NNRT_CONV_DH] * w, dx = geom[NNRT_CONV_DW];
+	int64_t p = 0;
+	for (int64_t plane = 0; p < k; plane += h * w)
+		for (int64_t ky = 0; ky < kh; ky++)
+			for (int64_t kx = 0; kx < kw && p < k; kx++, p++) {
+				t->off[p] = plane + ky * dy + kx * dx;
+				t->tap[p] = (int)(ky * kw + kx);
+			}
+}
+#endif
+
+static void native_sgemm_conv(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+			      const float *x, const int64_t *geom, float beta, float *c, int64_t ldc)
+{
+	Gemm g = {.m = m, .n = n, .k = k, .kc = even_block(k, KC, 1), .alpha = alpha, .beta = beta,
+		  .a = view(a, lda, 0), .b = view(NULL, n, 0), .conv = geom, .x = x, .c = c, .ldc = ldc,
+		  .pack_b = m > MC,
+		  .dot = 0};
+#if GEMM_AVX512
+	/* the tables on the stack up to TAPS_STACK rows; without memory for
+	 * larger ones the slivers are packed by counting (pack_run_body) */
+	int64_t off[TAPS_STACK];
+	int tap[TAPS_STACK];
+	int heap = k > TAPS_STACK;
+	if (geom[NNRT_CONV_SW] == 1) {
+		g.taps.off = heap ? malloc((size_t)k * sizeof *g.taps.off) : off;
+		g.taps.tap = heap ? malloc((size_t)k * sizeof *g.taps.tap) : tap;
+		if (g.taps.off && g.taps.tap)
+			conv_taps(geom, k, &g.taps);
+		else
+			free(heap ? g.taps.off : NULL), free(heap ? g.taps.tap : NULL), g.taps.off = NULL, heap = 0;
+	}
+	run_gemm(&g);
+	if (heap)
+		free(g.taps.off), free(g.taps.tap);
+#else
+	run_gemm(&g);
+#endif
+}
+
+#if GEMM_AVX512
+/* Dot products read a weight gradient's B^T (rows: taps of a channel, along
+ * the output positions) from the image when a row is the image shifted:
+ * stride 1 and the output as wide as the image. Row (ci, ky, kx) starts at
+ * x + ci H W + (ky DH - PH) W + kx DW - PW; its lanes inside the image are
+ * tabulated per tap, 16 positions a word. */
+static int dot_spans(const int64_t *geom)
+{
+	return geom[NNRT_CONV_SH] == 1 && geom[NNRT_CONV_SW] == 1 && geom[NNRT_CONV_OW] == geom[NNRT_CONV_W];
+}
+
+enum { SPAN_STACK = 16384 };	/* bytes of tables on the stack; more from the heap */
+
+/* The lane words depend on the geometry alone, and a weight gradient runs
+ * once per sample: each thread keeps the last tables that fit. Computed per
+ * call they took twice the time of lenet's first weight gradient. */
+enum { MASK_CACHE = 8192 };
+static _Thread_local struct {
+	int64_t geom[NNRT_CONV_GEOM], k;
+	uint16_t masks[MASK_CACHE];
+} last_masks;
+
+/* the lane words of every tap (ky, kx) into masks, words apart; cols: KW
+ * words of scratch */
+static void lane_masks(const int64_t *geom, int64_t k, uint16_t *masks, uint16_t *cols)
+{
+	int64_t h = geom[NNRT_CONV_H], w = geom[NNRT_CONV_W], kh = geom[NNRT_CONV_KH], kw = geom[NNRT_CONV_KW];
+	int64_t words = (k + 15) / 16;
+	/* the columns inside the image per kx, for every position */
+	memset(cols, 0, (size_t)(kw * words) * sizeof *cols);
+	for (int64_t p = 0, ox = 0; p < k; p++, ox = ox + 1 == w ? 0 : ox + 1)
+		for (int64_t kx = 0; kx < kw; kx++) {
+			int64_t ix = ox + kx * geom[NNRT_CONV_DW] - geom[NNRT_CONV_PW];
+			cols[kx * words + p / 16] |= (uint16_t)(((uint64_t)ix < (uint64_t)w) << (p % 16));
+		}
+	/* and of those, the ones on rows inside the image: positions [lo, hi) */
+	for (int64_t ky = 0; ky < kh; ky++) {
+		int64_t dy = ky * geom[NNRT_CONV_DH] - geom[NNRT_CONV_PH];
+		int64_t lo = dy < 0 ? -dy * w : 0, hi = (h - dy) * w < k ? (h - dy) * w : k;
+		for (int64_t kx = 0; kx < kw; kx++)
+			for (int64_t q = 0; q < words; q++) {
+				int64_t a = lo - 16 * q, b = hi - 16 * q;	/* lanes [a, b) of this word */
+				uint32_t below = b >= 16 ? 0xffffu : b > 0 ? (1u << b) - 1 : 0;
+				uint32_t above = a >= 16 ? 0xffffu : a > 0 ? (1u << a) - 1 : 0;
+				masks[(ky * kw + kx) * words + q] = (uint16_t)(cols[kx * words + q] & below & ~above);
+			}
+	}
+}
+
+/* the tap's lane words: the thread's last ones when the geometry is the
+ * same, else computed (into own when too large to keep) */
+static const uint16_t *tap_masks(const int64_t *geom, int64_t k, uint16_t *own)
+{
+	int64_t words = (k + 15) / 16, taps = geom[NNRT_CONV_KH] * geom[NNRT_CONV_KW];
+	if (taps * words > MASK_CACHE) {
+		lane_masks(geom, k, own, own + taps * words);
+		return own;
+	}
+	if (last_masks.k != k || memcmp(last_masks.geom, geom, sizeof last_masks.geom)) {
+		last_masks.k = 0;	/* invalid while written */
+		lane_masks(geom, k, last_masks.masks, own);
+		memcpy(last_masks.geom, geom, sizeof last_masks.geom);
+		last_masks.k = k;
+	}
+	return last_masks.masks;
+}
+
+/* the rows' starts and lane words of B^T (n rows, k positions) into t: n
+ * pointers rows, n word pointers in, then room for KH*KW + KW words a tap's
+ * table long (tap_masks) */
+static void dot_tables(const int64_t *geom, const float *x, int64_t n, int64_t k, void *t, const float ***rows,
+		       const uint16_t ***in)
+{
+	int64_t h = geom[NNRT_CONV_H], w = geom[NNRT_CONV_W], kw = geom[NNRT_CONV_KW];
+	int64_t words = (k + 15) / 16, taps = geom[NNRT_CONV_KH] * kw;
+	*rows = t;
+	*in = (const uint16_t **)(*rows + n);
+	const uint16_t *masks = tap_masks(geom, k, (uint16_t *)(*in + n));
+	for (int64_t j = 0; j < n; j++) {
+		int64_t tap = j % taps, ky = tap / kw, kx = tap % kw, ci = j / taps;
+		(*rows)[j] = x + ci * h * w + (ky * geom[NNRT_CONV_DH] - geom[NNRT_CONV_PH]) * w + kx * geom[NNRT_CONV_DW] -
+			     geom[NNRT_CONV_PW];
+		(*in)[j] = masks + tap * words;
+	}
+}
+#endif
+
+enum { PART = 4096 };	/* floats of B on the stack when there is no memory for it */
+
+/* nnrt_sgemm_conv with transb, m, n, k >= 1 and alpha != 0 */
+static void native_sgemm_conv_t(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+				const float *x, const int64_t *geom, float beta, float *c, int64_t ldc)
+{
+#if GEMM_AVX512
+	if (use_dot(0, 1, m, n, k) && dot_spans(geom)) {
+		int64_t words = (k + 15) / 16, kw = geom[NNRT_CONV_KW];
+		size_t bytes = (size_t)n * (sizeof(float *) + sizeof(uint16_t *)) +
+			       (size_t)((geom[NNRT_CONV_KH] + 1) * kw * words) * sizeof(uint16_t);
+		_Alignas(16) unsigned char stack[SPAN_STACK];
+		void *t = bytes <= sizeof stack ? stack : malloc(bytes);
+		if (t) {
+			Gemm g = {.m = m, .n = n, .k = k, .kc = even_block(k, KC, 1), .alpha = alpha, .beta = beta,
+				  .a = view(a, lda, 0), .c = c, .ldc = ldc, .dot = 1};
+			dot_tables(geom, x, n, k, t, &g.rows, &g.in);
+			run_gemm(&g);
+			if (t != stack)
+				free(t);
+			return;
+		}
+	}
+#endif
+	float *b = malloc((size_t)n * (size_t)k * sizeof *b);
+	if (b) {
+		conv_columns(geom, x, 0, n, 0, k, b, k);
+		native_sgemm(0, 1, m, n, k, alpha, a, lda, b, k, beta, c, ldc);
+		free(b);
 		return;
 	}
-	g.grain = (g.units + TASKS_PER_THREAD * threads - 1) / (TASKS_PER_THREAD * threads);
-	atomic_init(&g.next, 0);
-	nnrt_parallel_for(threads, gemm_thread, &g);
+	/* without memory: blocks of B built on the stack, each a product of its
+	 * own (a different order of the sums, the same products) */
+	float part[PART];
+	int64_t kb = k < PART ? k : PART, nb = PART / kb;
+	for (int64_t j0 = 0; j0 < n; j0 += nb)
+		for (int64_t p0 = 0; p0 < k; p0 += kb) {
+			int64_t nr = n - j0 < nb ? n - j0 : nb, kr = k - p0 < kb ? k - p0 : kb;
+			conv_columns(geom, x, j0, nr, p0, kr, part, kr);
+			native_sgemm(0, 1, m, nr, kr, alpha, a + p0, lda, part, kr, p0 ? 1.0f : beta, c + j0, ldc);
+		}
 }
 
 #ifdef NNRT_BLAS_OPENBLAS
@@ -923,18 +1494,47 @@ static int blas_sgemm(int transa, int transb, int64_t m, int64_t n, int64_t k, f
 }
 #endif
 
+/* an empty C, or one with nothing to add (k = 0 or alpha = 0): C = beta * C;
+ * true when that was all */
+static int nothing_to_add(int64_t m, int64_t n, int64_t k, float alpha, float beta, float *c, int64_t ldc)
+{
+	if (m > 0 && n > 0 && (k <= 0 || alpha == 0.0f))
+		scale_c(m, n, beta, c, ldc);
+	return m <= 0 || n <= 0 || k <= 0 || alpha == 0.0f;
+}
+
 void nnrt_sgemm(int transa, int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
 		int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
-	if (m <= 0 || n <= 0)
+	if (nothing_to_add(m, n, k, alpha, beta, c, ldc))
 		return;
-	if (k <= 0 || alpha == 0.0f) {
-		scale_c(m, n, beta, c, ldc);
-		return;
-	}
 #ifdef NNRT_BLAS_OPENBLAS
 	if (blas_sgemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
 		return;
 #endif
 	native_sgemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void nnrt_sgemm_conv(int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+		     const float *x, const int64_t *geom, float beta, float *c, int64_t ldc)
+{
+	if (nothing_to_add(m, n, k, alpha, beta, c, ldc))
+		return;
+#ifdef NNRT_BLAS_OPENBLAS
+	/* OpenBLAS reads B from memory: build it, and without memory for it
+	 * compute with the built-in kernels */
+	float *b = malloc((size_t)k * (size_t)n * sizeof *b);
+	if (b) {
+		int64_t ldb = transb ? k : n;
+		conv_columns(geom, x, 0, transb ? n : k, 0, ldb, b, ldb);
+		if (!blas_sgemm(0, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+			native_sgemm(0, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+		free(b);
+		return;
+	}
+#endif
+	if (transb)
+		native_sgemm_conv_t(m, n, k, alpha, a, lda, x, geom, beta, c, ldc);
+	else
+		native_sgemm_conv(m, n, k, alpha, a, lda, x, geom, beta, c, ldc);
 }

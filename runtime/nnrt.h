@@ -54,6 +54,19 @@ float nnrt_fan_in_bound(int64_t fan_in);
  * count. */
 void nnrt_sgemm(int transa, int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
 		int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/* the geometry of an implicit column matrix (nnrt_sgemm_conv), in this order */
+enum { NNRT_CONV_C, NNRT_CONV_H, NNRT_CONV_W, NNRT_CONV_KH, NNRT_CONV_KW, NNRT_CONV_SH, NNRT_CONV_SW,
+       NNRT_CONV_PH, NNRT_CONV_PW, NNRT_CONV_DH, NNRT_CONV_DW, NNRT_CONV_OH, NNRT_CONV_OW, NNRT_CONV_GEOM };
+/* A convolution without its im2col buffer: nnrt_sgemm(0, transb, m, n, k,
+ * alpha, a, lda, B, ldb, beta, c, ldc) for B the column matrix of the image
+ * x (C planes of H x W), read straight from x: B[(ci * KH + ky) * KW + kx]
+ * [oy * OW + ox] = x[ci][oy * SH - PH + ky * DH][ox * SW - PW + kx * DW], 0
+ * outside the image, C * KH * KW rows of OH * OW. Without transb (a
+ * convolution, or the gather of its input gradient) B is k x n; with it (a
+ * weight gradient) B is n x k. C is bitwise nnrt_sgemm's on the built B, for
+ * every thread count. */
+void nnrt_sgemm_conv(int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+		     const float *x, const int64_t *geom, float beta, float *c, int64_t ldc);
 
 /* ---- data sets ----
  * A data set is held in memory as float inputs [count, in_elems] and targets:

@@ -15,6 +15,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -266,6 +267,137 @@ static void test_threads_bitwise_equal(void **state)
 	nnrt_pool_set_threads(0);
 }
 
+/* ---- nnrt_sgemm_conv: the column matrix of an image, never built ---- */
+
+/* a convolution: image C x H x W, kernel KH x KW, stride, padding, dilation,
+ * m output channels */
+typedef struct Conv {
+	int64_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, m;
+} Conv;
+
+/* the geometry array of cv, its output size included */
+static void conv_geom(const Conv *cv, int64_t geom[NNRT_CONV_GEOM])
+{
+	int64_t oh = (cv->h + 2 * cv->ph - cv->dh * (cv->kh - 1) - 1) / cv->sh + 1;
+	int64_t ow = (cv->w + 2 * cv->pw - cv->dw * (cv->kw - 1) - 1) / cv->sw + 1;
+	const int64_t g[NNRT_CONV_GEOM] = {cv->c, cv->h, cv->w, cv->kh, cv->kw, cv->sh, cv->sw,
+					   cv->ph, cv->pw, cv->dh, cv->dw, oh, ow};
+	for (int i = 0; i < NNRT_CONV_GEOM; i++)
+		geom[i] = g[i];
+}
+
+/* the column matrix, built element by element from its definition */
+static float *im2col(const int64_t *g, const float *x)
+{
+	int64_t k = g[NNRT_CONV_C] * g[NNRT_CONV_KH] * g[NNRT_CONV_KW], n = g[NNRT_CONV_OH] * g[NNRT_CONV_OW];
+	float *b = malloc((size_t)(k * n) * sizeof *b);
+	assert_non_null(b);
+	for (int64_t p = 0; p < k; p++)
+		for (int64_t j = 0; j < n; j++) {
+			int64_t kx = p % g[NNRT_CONV_KW], ky = p / g[NNRT_CONV_KW] % g[NNRT_CONV_KH];
+			int64_t ci = p / g[NNRT_CONV_KW] / g[NNRT_CONV_KH];
+			int64_t iy = j / g[NNRT_CONV_OW] * g[NNRT_CONV_SH] - g[NNRT_CONV_PH] + ky * g[NNRT_CONV_DH];
+			int64_t ix = j % g[NNRT_CONV_OW] * g[NNRT_CONV_SW] - g[NNRT_CONV_PW] + kx * g[NNRT_CONV_DW];
+			int inside = iy >= 0 && iy < g[NNRT_CONV_H] && ix >= 0 && ix < g[NNRT_CONV_W];
+			b[p * n + j] = inside ? x[(ci * g[NNRT_CONV_H] + iy) * g[NNRT_CONV_W] + ix] : 0.0f;
+		}
+	return b;
+}
+
+/* C from nnrt_sgemm_conv is bitwise C from nnrt_sgemm on the built column
+ * matrix, on the given threads; beta 0 gets C full of NaN. Without transb
+ * the product is m x positions over the column matrix's rows (a
+ * convolution); with it, m x rows over the positions (a weight gradient). */
+static void run_conv(const Conv *cv, int transb, float alpha, float beta, int threads, uint64_t seed)
+{
+	int64_t g[NNRT_CONV_GEOM];
+	conv_geom(cv, g);
+	int64_t rows = cv->c * cv->kh * cv->kw, cols = g[NNRT_CONV_OH] * g[NNRT_CONV_OW], pad = 3;
+	int64_t k = transb ? cols : rows, n = transb ? rows : cols;
+	NnrtRng r;
+	nnrt_rng_seed(&r, seed, 11);
+	Mat a = mat_new(cv->m, k, pad, NAN), x = mat_new(1, cv->c * cv->h * cv->w, 0, 0.0f);
+	Mat c = mat_new(cv->m, n, pad, sentinel), want = mat_new(cv->m, n, pad, sentinel);
+	mat_fill(&a, &r, 0);
+	mat_fill(&x, &r, 0);
+	mat_fill(&c, &r, 0);
+	for (int64_t i = 0; i < cv->m; i++)
+		for (int64_t j = 0; j < n; j++)
+			c.p[i * c.ld + j] = want.p[i * c.ld + j] = beta == 0.0f ? NAN : c.p[i * c.ld + j];
+	float *b = im2col(g, x.p);
+	nnrt_pool_set_threads(threads);
+	nnrt_sgemm(0, transb, cv->m, n, k, alpha, a.p, a.ld, b, cols, beta, want.p, want.ld);
+	nnrt_sgemm_conv(transb, cv->m, n, k, alpha, a.p, a.ld, x.p, g, beta, c.p, c.ld);
+	nnrt_pool_set_threads(0);
+	if (memcmp(c.p, want.p, (size_t)(cv->m * c.ld) * sizeof *c.p) != 0)
+		fail_msg("conv%s c=%lld %lldx%lld k=%lldx%lld s=%lld,%lld p=%lld,%lld d=%lld,%lld m=%lld alpha=%g "
+			 "beta=%g threads=%d: C differs from the built column matrix's", transb ? " (B^T)" : "",
+			 (long long)cv->c, (long long)cv->h, (long long)cv->w, (long long)cv->kh, (long long)cv->kw,
+			 (long long)cv->sh, (long long)cv->sw, (long long)cv->ph, (long long)cv->pw, (long long)cv->dh,
+			 (long long)cv->dw, (long long)cv->m, alpha, beta, threads);
+	free(b);
+	free(a.p);
+	free(x.p);
+	free(c.p);
+	free(want.p);
+}
+
+/* strides 1 and 2, dilation 2, pads 0 to 2; output rows narrower than a
+ * sliver (several rows in one), wider, and of odd widths; k past one block
+ * (C * KH * KW > 256); m past MC and below MR; on 1 and 2 threads */
+static void test_conv_bitwise(void **state)
+{
+	(void)state;
+	static const Conv convs[] = {
+		/* c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, m */
+		{1, 28, 28, 5, 5, 1, 1, 2, 2, 1, 1, 6},		/* lenet conv1 */
+		{6, 14, 14, 5, 5, 1, 1, 0, 0, 1, 1, 16},	/* lenet conv2 */
+		{16, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 16},	/* unet, OW = 32 */
+		{32, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 150},	/* OW = 8, k = 288: two k blocks, m > MC */
+		{64, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 5},		/* k = 576, m < MR */
+		{3, 13, 37, 3, 5, 1, 1, 2, 1, 1, 1, 7},		/* OW = 37 > NR, odd */
+		{5, 11, 3, 3, 3, 1, 1, 1, 1, 1, 1, 9},		/* OW = 3: many rows a sliver */
+		{4, 7, 1, 3, 1, 1, 1, 1, 0, 1, 1, 3},		/* OW = 1 */
+		{8, 17, 19, 3, 3, 2, 2, 1, 1, 1, 1, 12},	/* stride 2 */
+		{3, 16, 21, 3, 3, 1, 2, 0, 2, 1, 1, 4},		/* stride 2 along W only */
+		{6, 15, 15, 3, 3, 1, 1, 2, 2, 2, 2, 10},	/* dilation 2 */
+		{2, 9, 40, 3, 3, 1, 1, 1, 2, 2, 1, 3},		/* dilation 2 along H only */
+		{30, 20, 20, 3, 3, 1, 1, 1, 1, 1, 1, 160},	/* large: on the pool, k = 270 */
+		{16, 33, 35, 3, 3, 1, 1, 1, 1, 1, 1, 24},	/* n = 1155, split over columns */
+		{2, 3, 3, 5, 5, 1, 1, 2, 2, 1, 1, 2},		/* kernel larger than the image */
+		{7, 6, 5, 1, 1, 1, 1, 0, 0, 1, 1, 11},		/* 1 x 1 */
+		/* as wide as the image, for the weight gradients' dot products */
+		{16, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 16},	/* resnet_mini: 784 positions, 16 lanes */
+		{8, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 8},		/* unet_tiny */
+		{8, 12, 20, 3, 3, 1, 1, 1, 1, 1, 1, 12},	/* 240 positions: 8 lanes, a partial word */
+		{4, 10, 9, 3, 3, 1, 1, 2, 2, 2, 2, 4},		/* dilation 2, pad 2 */
+		{3, 9, 11, 3, 5, 1, 1, 0, 2, 1, 1, 16},		/* no rows padded, columns padded 2 */
+	};
+	static const float scale[][2] = {{1.0f, 0.0f}, {-0.75f, 1.0f}, {1.5f, 0.5f}};
+	for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++)
+		for (int transb = 0; transb <= 1; transb++)
+			for (int s = 0; s < 3; s++)
+				for (int threads = 1; threads <= 2; threads++)
+					run_conv(&convs[i], transb, scale[s][0], scale[s][1], threads,
+						 300 + i * 6 + (size_t)(transb * 3 + s));
+}
+
+/* k = 0 or alpha = 0: C = beta * C, as nnrt_sgemm; m = 0: nothing */
+static void test_conv_nothing_to_add(void **state)
+{
+	(void)state;
+	const int64_t g[NNRT_CONV_GEOM] = {1, 1, 2, 1, 1, 1, 1, 0, 0, 1, 1, 1, 2};
+	float a[1] = {NAN}, x[2] = {NAN, NAN}, c[2] = {NAN, NAN};
+	for (int transb = 0; transb <= 1; transb++) {
+		c[0] = c[1] = NAN;
+		nnrt_sgemm_conv(transb, 1, 2, 1, 0.0f, a, 1, x, g, 0.0f, c, 2);
+		assert_true(c[0] == 0.0f && c[1] == 0.0f);
+		c[0] = 2.0f, c[1] = 4.0f;
+		nnrt_sgemm_conv(transb, 0, 2, 1, 1.0f, a, 1, x, g, 0.0f, c, 2);
+		assert_true(c[0] == 2.0f && c[1] == 4.0f);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -277,6 +409,8 @@ int main(void)
 		cmocka_unit_test(test_empty_output),
 		cmocka_unit_test(test_large_on_threads),
 		cmocka_unit_test(test_threads_bitwise_equal),
+		cmocka_unit_test(test_conv_bitwise),
+		cmocka_unit_test(test_conv_nothing_to_add),
 	};
 #ifdef NNRT_GEMM_PORTABLE
 	return cmocka_run_group_tests_name("gemm, portable kernel", tests, NULL, NULL);
