@@ -255,6 +255,47 @@ static void par_call(Emit *e, const LoopPar *lp, int k, int ind)
 	fprintf(o, ", %" PRId64 ", k_%s_par%d, &a);\n%*s}\n", lp->work, f->name, k, ind, "");
 }
 
+/* nnrt_sgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc), or, when
+ * B is an image's implicit column matrix, nnrt_sgemm_conv with the image and
+ * its geometry (a compound literal) in the place of B and ldb */
+static void gemm_call(Emit *e, const LoopGemm *g)
+{
+	FILE *o = e->o;
+	if (g->conv)
+		fprintf(o, "nnrt_sgemm_conv(%d, ", g->tb);
+	else
+		fprintf(o, "nnrt_sgemm(%d, %d, ", g->ta, g->tb);
+	const LoopExpr *ints[] = { g->m, g->n, g->k };
+	for (int i = 0; i < 3; i++) {
+		expr(e, ints[i]);
+		fprintf(o, ", ");
+	}
+	fconst(o, g->alpha, LT_F32);
+	fprintf(o, ", b%d + ", g->a->id);
+	expr(e, g->aoff);
+	fprintf(o, ", ");
+	expr(e, g->lda);
+	fprintf(o, ", b%d + ", g->b->id);
+	expr(e, g->boff);
+	fprintf(o, ", ");
+	if (g->conv) {
+		int64_t f[LOOP_CONV_FIELDS];
+		loop_conv_fields(g->conv, f);
+		fprintf(o, "(const int64_t[]){ ");
+		for (int i = 0; i < LOOP_CONV_FIELDS; i++)
+			fprintf(o, "%s%" PRId64, i ? ", " : "", f[i]);
+		fprintf(o, " }");
+	} else
+		expr(e, g->ldb);
+	fprintf(o, ", ");
+	fconst(o, g->beta, LT_F32);
+	fprintf(o, ", b%d + ", g->c->id);
+	expr(e, g->coff);
+	fprintf(o, ", ");
+	expr(e, g->ldc);
+	fprintf(o, ");\n");
+}
+
 static void body(Emit *e, const LoopStmt *s, int ind, bool top)
 {
 	FILE *o = e->o;
@@ -293,32 +334,9 @@ static void body(Emit *e, const LoopStmt *s, int ind, bool top)
 			expr(e, s->val);
 			fprintf(o, ";\n");
 			break;
-		case LS_GEMM: {
-			const LoopGemm *g = s->gemm;
-			fprintf(o, "nnrt_sgemm(%d, %d, ", g->ta, g->tb);
-			const LoopExpr *ints[] = { g->m, g->n, g->k };
-			for (int i = 0; i < 3; i++) {
-				expr(e, ints[i]);
-				fprintf(o, ", ");
-			}
-			fconst(o, g->alpha, LT_F32);
-			const LoopBuf *bufs[] = { g->a, g->b };
-			const LoopExpr *offs[] = { g->aoff, g->boff }, *lds[] = { g->lda, g->ldb };
-			for (int i = 0; i < 2; i++) {
-				fprintf(o, ", b%d + ", bufs[i]->id);
-				expr(e, offs[i]);
-				fprintf(o, ", ");
-				expr(e, lds[i]);
-			}
-			fprintf(o, ", ");
-			fconst(o, g->beta, LT_F32);
-			fprintf(o, ", b%d + ", g->c->id);
-			expr(e, g->coff);
-			fprintf(o, ", ");
-			expr(e, g->ldc);
-			fprintf(o, ");\n");
+		case LS_GEMM:
+			gemm_call(e, s->gemm);
 			break;
-		}
 		}
 		if (guard)
 			ind -= 8, fprintf(o, "%*s}\n", ind, "");

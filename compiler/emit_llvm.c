@@ -521,8 +521,37 @@ static void for_loop(Ll *l, const LoopStmt *s)
 	counted_loop(l, s, expr(l, s->lo), NULL);
 }
 
+_Static_assert((int)LOOP_CONV_FIELDS == (int)NNRT_CONV_GEOM, "loop.h's LoopConv is nnrt_sgemm_conv's geometry");
+
+static LLVMValueRef private_array(Ll *l, LLVMValueRef init, const char *name);
+
+/* a GEMM whose B is an image's implicit column matrix: its geometry a private constant i64 array */
+static void gemm_conv(Ll *l, const LoopGemm *g)
+{
+	int64_t f[LOOP_CONV_FIELDS];
+	loop_conv_fields(g->conv, f);
+	LLVMValueRef v[LOOP_CONV_FIELDS];
+	for (int i = 0; i < LOOP_CONV_FIELDS; i++)
+		v[i] = i64c(l, f[i]);
+	LLVMTypeRef pi64 = LLVMPointerType(l->i64, 0);
+	LLVMTypeRef p[] = { l->i32, l->i64, l->i64, l->i64, l->f32, l->pf32, l->i64,
+			    l->pf32, pi64, l->f32, l->pf32, l->i64 };
+	LLVMValueRef fn = declare(l, "nnrt_sgemm_conv", l->vd, p, 12);
+	LLVMValueRef a[] = {
+		i32c(l, g->tb), expr(l, g->m), expr(l, g->n), expr(l, g->k),
+		LLVMConstReal(l->f32, (double)(float)g->alpha), elem_ptr(l, g->a, expr(l, g->aoff)), expr(l, g->lda),
+		elem_ptr(l, g->b, expr(l, g->boff)), private_array(l, LLVMConstArray(l->i64, v, LOOP_CONV_FIELDS), ".conv"),
+		LLVMConstReal(l->f32, (double)(float)g->beta), elem_ptr(l, g->c, expr(l, g->coff)), expr(l, g->ldc),
+	};
+	call(l, fn, a, 12);
+}
+
 static void gemm(Ll *l, const LoopGemm *g)
 {
+	if (g->conv) {
+		gemm_conv(l, g);
+		return;
+	}
 	LLVMTypeRef p[] = { l->i32, l->i32, l->i64, l->i64, l->i64, l->f32, l->pf32, l->i64,
 			    l->pf32, l->i64, l->f32, l->pf32, l->i64 };
 	LLVMValueRef fn = declare(l, "nnrt_sgemm", l->vd, p, 13);
@@ -867,19 +896,24 @@ static void kernel(Ll *l, const LoopFn *f, LLVMValueRef fn)
 
 /* ---- data: the buffer table and PREFIX_info ---- */
 
-/* a private constant C string, as i8* */
-static LLVMValueRef cstring(Ll *l, const char *s)
+/* a private constant array, as a pointer to its first element */
+static LLVMValueRef private_array(Ll *l, LLVMValueRef init, const char *name)
 {
-	if (!s)
-		return LLVMConstNull(l->pi8);
-	LLVMValueRef init = LLVMConstStringInContext(l->cx, s, (unsigned)strlen(s), 0);
-	LLVMValueRef g = LLVMAddGlobal(l->mod, LLVMTypeOf(init), ".str");
+	LLVMValueRef g = LLVMAddGlobal(l->mod, LLVMTypeOf(init), name);
 	LLVMSetInitializer(g, init);
 	LLVMSetGlobalConstant(g, 1);
 	LLVMSetLinkage(g, LLVMPrivateLinkage);
 	LLVMSetUnnamedAddress(g, LLVMGlobalUnnamedAddr);
 	LLVMValueRef zero[] = { i64c(l, 0), i64c(l, 0) };
 	return LLVMConstInBoundsGEP2(LLVMTypeOf(init), g, zero, 2);
+}
+
+/* a private constant C string, as i8* */
+static LLVMValueRef cstring(Ll *l, const char *s)
+{
+	if (!s)
+		return LLVMConstNull(l->pi8);
+	return private_array(l, LLVMConstStringInContext(l->cx, s, (unsigned)strlen(s), 0), ".str");
 }
 
 static LLVMValueRef buffer_entry(Ll *l, const LoopBuf *b)

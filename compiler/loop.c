@@ -166,9 +166,21 @@ void loop_gemm(LoopFn *f, const LoopGemm *g)
 	s->gemm = alloc(f, sizeof *s->gemm);
 	*s->gemm = *g;
 	LoopGemm *c = s->gemm;
+	if (g->conv) {
+		LoopConv *conv = alloc(f, sizeof *conv);
+		*conv = *g->conv;
+		c->conv = conv;
+	}
 	LoopExpr **ints[] = { &c->m, &c->n, &c->k, &c->aoff, &c->boff, &c->coff, &c->lda, &c->ldb, &c->ldc };
 	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
 		*ints[i] = *ints[i] ? loop_cvt(f, LT_I64, *ints[i]) : loop_i64(f, 0);
+}
+
+void loop_conv_fields(const LoopConv *c, int64_t out[LOOP_CONV_FIELDS])
+{
+	const int64_t v[LOOP_CONV_FIELDS] = { c->c, c->h, c->w, c->kh, c->kw, c->sh, c->sw,
+					      c->ph, c->pw, c->dh, c->dw, c->oh, c->ow };
+	memcpy(out, v, sizeof v);
 }
 
 static LoopExpr *expr(LoopFn *f, LoopExprKind k, LoopType t)
@@ -473,8 +485,14 @@ static void print_body(FILE *o, const LoopStmt *s, int ind)
 			print_expr(o, g->k);
 			fprintf(o, ", %g * b%d+", g->alpha, g->a->id);
 			print_expr(o, g->aoff);
-			fprintf(o, " . b%d+", g->b->id);
+			fprintf(o, " . %sb%d+", g->conv ? "im2col " : "", g->b->id);
 			print_expr(o, g->boff);
+			if (g->conv) {
+				const LoopConv *c = g->conv;
+				fprintf(o, " [%" PRId64 "x%" PRId64 "x%" PRId64 " k%" PRId64 "x%" PRId64 " s%" PRId64 "x%" PRId64
+					   " p%" PRId64 "x%" PRId64 " d%" PRId64 "x%" PRId64 " -> %" PRId64 "x%" PRId64 "]",
+					c->c, c->h, c->w, c->kh, c->kw, c->sh, c->sw, c->ph, c->pw, c->dh, c->dw, c->oh, c->ow);
+			}
 			fprintf(o, " + %g * b%d+", g->beta, g->c->id);
 			print_expr(o, g->coff);
 			fprintf(o, ")\n");

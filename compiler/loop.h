@@ -103,8 +103,22 @@ typedef enum { LS_FOR, LS_STORE, LS_SET, LS_GEMM } LoopStmtKind;
 
 typedef struct LoopStmt LoopStmt;
 
+/*
+ * An implicit column matrix: B of a GEMM as the im2col of one image (c planes
+ * of h x w at b + boff), never stored. Row (ci, ky, kx), column (oy, ox) is the
+ * pixel at (oy sh - ph + ky dh, ox sw - pw + kx dw), 0 outside the image: c kh
+ * kw rows (k, or n when tb) of oh ow. The fields go to nnrt_sgemm_conv in this
+ * order.
+ */
+typedef struct LoopConv {
+	int64_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow;
+} LoopConv;
+
+enum { LOOP_CONV_FIELDS = 13 };
+
 typedef struct LoopGemm {
 	int ta, tb;
+	const LoopConv *conv;	/* non-NULL: B is this image's implicit column matrix (ta 0; ldb unused) */
 	LoopExpr *m, *n, *k;
 	double alpha, beta;
 	LoopBuf *a, *b, *c;
@@ -190,6 +204,8 @@ void loop_store(LoopFn *f, LoopBuf *b, LoopExpr *idx, LoopExpr *v);
 LoopVar *loop_local(LoopFn *f, LoopType t, LoopExpr *init);
 void loop_set(LoopFn *f, LoopVar *v, LoopExpr *val);
 void loop_gemm(LoopFn *f, const LoopGemm *g);
+/* c's fields in nnrt_sgemm_conv's order */
+void loop_conv_fields(const LoopConv *c, int64_t out[LOOP_CONV_FIELDS]);
 
 /* expressions */
 LoopExpr *loop_f32(LoopFn *f, double v);

@@ -392,6 +392,18 @@ static double evf(LoopMachine *lm, const LoopExpr *e)
 
 static void exec(LoopMachine *lm, const LoopStmt *s);
 
+/* element (p, j) of an implicit column matrix (loop.h's LoopConv) whose image starts at bo:
+ * row p, column j of the column matrix */
+static double conv_b(LoopMachine *lm, const LoopGemm *g, int64_t bo, int64_t p, int64_t j)
+{
+	const LoopConv *c = g->conv;
+	int64_t ci = p / (c->kh * c->kw), ky = p / c->kw % c->kh, kx = p % c->kw;
+	int64_t iy = j / c->ow * c->sh - c->ph + ky * c->dh, ix = j % c->ow * c->sw - c->pw + kx * c->dw;
+	if (iy < 0 || iy >= c->h || ix < 0 || ix >= c->w)
+		return 0;
+	return load_f(lm, g->b, bo + (ci * c->h + iy) * c->w + ix);
+}
+
 /* C = alpha op(A) op(B) + beta C, row-major, summed in double; beta 0 never reads C */
 static void gemm(LoopMachine *lm, const LoopGemm *g)
 {
@@ -403,7 +415,8 @@ static void gemm(LoopMachine *lm, const LoopGemm *g)
 			double acc = 0;
 			for (int64_t p = 0; p < k; p++) {
 				double a = load_f(lm, g->a, ao + (g->ta ? p * lda + i : i * lda + p));
-				double b = load_f(lm, g->b, bo + (g->tb ? j * ldb + p : p * ldb + j));
+				double b = g->conv ? conv_b(lm, g, bo, g->tb ? j : p, g->tb ? p : j)
+						   : load_f(lm, g->b, bo + (g->tb ? j * ldb + p : p * ldb + j));
 				acc += a * b;
 			}
 			int64_t at = co + i * ldc + j;

@@ -1121,6 +1121,83 @@ static LoopExpr *slot_at(Lower *l, LoopVar *slot, int64_t block)
 	return slot ? mul(l, V(l, slot), I(l, block)) : I(l, 0);
 }
 
+/*
+ * Convolutions with a column matrix read it without building it: the GEMM's
+ * B is the implicit im2col of the image (loop.h's LoopConv), which the
+ * runtime packs sliver by sliver straight from the image into L1. Building
+ * col wrote each pixel kh*kw times to memory for the GEMM to read back: in
+ * unet_tiny that was a quarter of the step. The result is bit for bit the
+ * GEMM of the built col.
+ */
+static LoopConv implicit_geom(const ConvGeom *g)
+{
+	return (LoopConv){ .c = g->big_c / g->groups, .h = g->big_h, .w = g->big_w, .kh = g->kh, .kw = g->kw,
+			   .sh = g->sh, .sw = g->sw, .ph = g->ph, .pw = g->pw, .dh = g->dh, .dw = g->dw,
+			   .oh = g->small_h, .ow = g->small_w };
+}
+
+/* Below 64 rows (lenet's first layer: 25, a one-channel 3x3: 9) a sliver's
+ * tables cost more than its few rows save, and below 16 output columns a
+ * sliver takes 3 or more output rows, each a masked load per row of the
+ * sliver: col is built. Measured, AVX-512: 25 and 9 rows 0.83x and 0.90x
+ * the built col's speed; lenet's second layer (10 columns) cost 45% more
+ * in training than with col built; 16 channels 3x3 on 14x14 to 32x32,
+ * 1.0-1.5x. */
+static bool conv_implicit(const ConvGeom *g)
+{
+	return !conv_direct(g) && group_k(g) >= 64 && g->small_w >= 16;
+}
+
+/* A weight gradient reads its implicit column matrix by dot products, each
+ * row (a tap of a channel) the image shifted: the runtime needs stride 1 and
+ * the output as wide as the image, and dot products pay up to 16 rows of dw
+ * (runtime/gemm.c, use_dot). unet_tiny's 3x3 weight gradients then build no
+ * columns at all. */
+static bool conv_implicit_dw(const ConvGeom *g)
+{
+	return !conv_direct(g) && g->sh == 1 && g->sw == 1 && g->small_w == g->big_w && g->small_c / g->groups <= 16;
+}
+
+/* m with B the implicit column matrix of group gi of x[s]; a read-through concat
+ * (im2col_of) is one GEMM per input: over its columns of A, each after the
+ * first adding to C, or for a weight gradient (tb) into its columns of C */
+static void gemm_implicit(Lower *l, const ConvGeom *g, LoopGemm m, LoopVar *s, LoopVar *gi, const IrNode *x)
+{
+	int64_t plane = g->big_h * g->big_w, taps = g->kh * g->kw;
+	LoopConv geom = implicit_geom(g);
+	m.conv = &geom;
+	if (!l->through || !l->through[x->id]) {
+		m.b = lower_buf(l, x);
+		m.boff = add(l, mul(l, V(l, s), I(l, g->big_c * plane)), group_at(l, gi, geom.c * plane));
+		loop_gemm(l->fn, &m);
+		return;
+	}
+	LoopExpr *aoff = m.aoff, *coff = m.coff;
+	for (int i = 0, c0 = 0; i < x->nin; c0 += (int)geom.c, i++) {
+		geom.c = x->in[i]->shape.d[0];
+		if (m.tb) {	/* a weight gradient: the input's columns of C */
+			m.n = I(l, geom.c * taps);
+			m.coff = add(l, coff, I(l, c0 * taps));
+		} else {
+			m.k = I(l, geom.c * taps);
+			m.aoff = add(l, aoff, I(l, c0 * taps));
+			m.beta = i ? 1 : m.beta;
+		}
+		m.b = lower_buf(l, x->in[i]);
+		m.boff = mul(l, V(l, s), I(l, geom.c * plane));
+		loop_gemm(l->fn, &m);
+	}
+}
+
+/* m over col, or over x[s]'s implicit column matrix */
+static void gemm_of(Lower *l, const ConvGeom *g, bool implicit, LoopGemm m, LoopVar *s, const IrNode *x)
+{
+	if (implicit)
+		gemm_implicit(l, g, m, s, NULL, x);
+	else
+		loop_gemm(l->fn, &m);
+}
+
 /* conv2d: y[s] = w . im2col(x[s]) per group, plus bias (filled in first, GEMM adds) */
 static bool lower_conv_gather(Lower *l, const IrNode *n)
 {
@@ -1128,9 +1205,10 @@ static bool lower_conv_gather(Lower *l, const IrNode *n)
 	ConvGeom g = conv_geom(n, n, x);
 	bool direct = conv_direct(&g);
 	int64_t sg = g.small_c / g.groups, k = group_k(&g), hw = small_hw(&g);
-	LoopBuf *col = direct ? lower_buf(l, x) : col_scratch(l, n, &g);
-	LoopVar *slot, *s = sample_open(l, !direct, &slot, &g, direct ? NULL : col);
-	if (!direct)
+	bool implicit = conv_implicit(&g), cols = !direct && !implicit;
+	LoopBuf *col = direct ? lower_buf(l, x) : cols ? col_scratch(l, n, &g) : NULL;
+	LoopVar *slot, *s = sample_open(l, cols, &slot, &g, col);
+	if (cols)
 		im2col_of(l, &g, s, col, slot_at(l, slot, col_elems(&g)), x);
 	if (b)
 		fill_sample(l, n, s, b);
@@ -1141,7 +1219,10 @@ static bool lower_conv_gather(Lower *l, const IrNode *n)
 		       .b = col, .boff = add(l, base, group_at(l, gi, k * hw)), .ldb = I(l, hw),
 		       .c = lower_buf(l, n), .ldc = I(l, hw),
 		       .coff = add(l, mul(l, V(l, s), I(l, g.small_c * hw)), group_at(l, gi, sg * hw)) };
-	loop_gemm(l->fn, &m);
+	if (implicit)
+		gemm_implicit(l, &g, m, s, gi, x);
+	else
+		loop_gemm(l->fn, &m);
 	group_close(l, gi);
 	if (n->group)
 		conv_epilogue(l, n, s);
@@ -1189,9 +1270,11 @@ static bool lower_conv_t_gather(Lower *l, const IrNode *n, const ConvGeom *t)
 		       .small_h = n->shape.d[1], .small_w = n->shape.d[2], .kh = kh, .kw = kw, .sh = 1, .sw = 1,
 		       .dh = 1, .dw = 1, .ph = kh - 1 - t->ph, .pw = kw - 1 - t->pw, .groups = 1 };
 	int64_t k = group_k(&g), hw = small_hw(&g);
-	LoopBuf *col = col_scratch(l, n, &g);
-	LoopVar *slot, *s = sample_open(l, true, &slot, &g, col);
-	im2col_of(l, &g, s, col, slot_at(l, slot, col_elems(&g)), x);
+	bool implicit = conv_implicit(&g);
+	LoopBuf *col = implicit ? NULL : col_scratch(l, n, &g);
+	LoopVar *slot, *s = sample_open(l, !implicit, &slot, &g, col);
+	if (!implicit)
+		im2col_of(l, &g, s, col, slot_at(l, slot, col_elems(&g)), x);
 	if (b)
 		fill_sample(l, n, s, b);
 	LoopGemm m = { .m = I(l, f), .n = I(l, hw), .k = I(l, k), .alpha = 1, .beta = b ? 1 : 0,
@@ -1211,11 +1294,11 @@ static bool lower_conv_t_gather(Lower *l, const IrNode *n, const ConvGeom *t)
 			part.aoff = I(l, u->a.units * k);
 			part.c = lower_buf(l, u);
 			part.coff = mul(l, V(l, s), I(l, rows * hw));
-			loop_gemm(l->fn, &part);
+			gemm_of(l, &g, implicit, part, s, x);
 		}
 	} else {
 		m.c = lower_buf(l, n);
-		loop_gemm(l->fn, &m);
+		gemm_of(l, &g, implicit, m, s, x);
 	}
 	if (n->group)
 		conv_epilogue(l, n, s);
@@ -1261,9 +1344,9 @@ static bool lower_conv_dw(Lower *l, const IrNode *n)
 {
 	const IrNode *small = n->in[0], *big = n->in[1];
 	ConvGeom g = conv_geom(n, small, big);
-	bool direct = conv_direct(&g);
+	bool direct = conv_direct(&g), implicit = conv_implicit_dw(&g), cols = !direct && !implicit;
 	int64_t sg = g.small_c / g.groups, k = group_k(&g), hw = small_hw(&g), e = elems(n);
-	LoopBuf *col = direct ? lower_buf(l, big) : col_scratch(l, n, &g);
+	LoopBuf *col = direct ? lower_buf(l, big) : cols ? col_scratch(l, n, &g) : NULL;
 	const char *name = arena_printf(l->m->arena, "%s %s partial sums %%%d", l->fn->name,
 					n->layer ? n->layer : ir_op_name(n->op), n->id);
 	LoopBuf *part = loop_new_buf(l->m, name, LT_F32, CONV_SLOTS * e, false, LB_TEMP);
@@ -1272,11 +1355,11 @@ static bool lower_conv_dw(Lower *l, const IrNode *n)
 	LoopVar *i = loop_for_n(l->fn, e);
 	loop_store(l->fn, part, add(l, slot_at(l, slot, e), V(l, i)), F(l, 0));
 	loop_end(l->fn);
-	if (!direct && conv_clips(&g))
+	if (cols && conv_clips(&g))
 		im2col_borders(l, &g, col, slot_at(l, slot, col_elems(&g)));
 	LoopVar *q = loop_for(l->fn, I(l, 0), ceil_div(l, sub(l, loop_n(l->fn), V(l, slot)), CONV_SLOTS));
 	LoopVar *s = loop_local(l->fn, LT_I64, add(l, mul(l, V(l, q), I(l, CONV_SLOTS)), V(l, slot)));
-	if (!direct)
+	if (cols)
 		im2col_of(l, &g, s, col, slot_at(l, slot, col_elems(&g)), big);
 	LoopVar *gi = group_open(l, &g);
 	LoopExpr *base = direct ? mul(l, V(l, s), I(l, g.big_c * hw)) : slot_at(l, slot, col_elems(&g));
@@ -1285,7 +1368,10 @@ static bool lower_conv_dw(Lower *l, const IrNode *n)
 		       .aoff = add(l, mul(l, V(l, s), I(l, g.small_c * hw)), group_at(l, gi, sg * hw)),
 		       .b = col, .boff = add(l, base, group_at(l, gi, k * hw)), .ldb = I(l, hw),
 		       .c = part, .coff = add(l, slot_at(l, slot, e), group_at(l, gi, sg * k)), .ldc = I(l, k) };
-	loop_gemm(l->fn, &m);
+	if (implicit)
+		gemm_implicit(l, &g, m, s, gi, big);
+	else
+		loop_gemm(l->fn, &m);
 	group_close(l, gi);
 	loop_end(l->fn);
 	loop_end(l->fn);

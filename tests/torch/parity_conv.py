@@ -171,6 +171,17 @@ CASES = {
     "deconv_no_bias": ([3, 3, 3], [T(3, kernel=3, stride=2, bias=False), T(2, kernel=[1, 3], bias=False)]),
     "conv_then_deconv": ([3, 8, 7], [C(4, kernel=3, stride=2, pad=1), T(3, kernel=3, stride=2, pad=1, output_pad=1)]),
     "deconv_then_conv_groups": ([2, 4, 4], [T(4, kernel=2, stride=2), C(4, kernel=3, groups=2, dilation=2)]),
+    # convolutions of 64 rows of col or more on 16 output columns or more read the image as an
+    # implicit column matrix (lower.c, conv_implicit), and so do their input gradients' gathers;
+    # weight gradients with stride 1 and outputs as wide as the image are dot products over the
+    # image, 8 lanes or (from 256 positions) 16, or the runtime builds col when they are not
+    # (k5_narrow: 18 positions): images wider than a sliver, one and many output rows per sliver,
+    # stride, dilation, groups
+    "implicit_same_wide": ([8, 5, 37], [C(8, kernel=3, pad=1), C(8, kernel=3, pad=1)]),
+    "implicit_stride_dilation": ([8, 5, 34], [C(8, kernel=3, stride=2, pad=1), C(4, kernel=3, dilation=2, pad=2)]),
+    "implicit_groups": ([16, 6, 20], [C(16, kernel=3, groups=2, pad=1), C(4, kernel=[3, 5], pad=[1, 2])]),
+    "implicit_k5_narrow": ([4, 6, 3], [C(8, kernel=5, pad=2), C(3, kernel=3)]),
+    "implicit_dw_16_lanes": ([8, 9, 30], [C(8, kernel=3, pad=1), C(4, kernel=5, pad=2)]),
 }
 
 

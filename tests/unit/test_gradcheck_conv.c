@@ -316,12 +316,77 @@ static void test_pointwise_needs_no_columns(void **state)
 	compile_free(c);
 }
 
+static int count_implicit(const LoopStmt *s)
+{
+	int k = 0;
+	for (; s; s = s->next)
+		k += (s->kind == LS_GEMM && s->gemm->conv) + count_implicit(s->body);
+	return k;
+}
+
+/* From 64 rows of col and 16 output columns on, convolutions read the
+ * image as an implicit column matrix (lower.c, conv_implicit), and so do the
+ * gathers of their input gradients; weight gradients with stride 1, the
+ * output as wide as the image and at most 16 filters a group always do
+ * (conv_implicit_dw). With 8 channels on 16 columns nothing builds columns;
+ * with 4 channels (36 rows) the convolutions and the gather do. */
+static int implicit_gemms(const LoopModule *m)
+{
+	int k = 0;
+	for (int i = 0; i < m->nfns; i++)
+		k += count_implicit(m->fns[i]->body);
+	return k;
+}
+
+static void test_implicit_columns(void **state)
+{
+	(void)state;
+	Compile *c = compile_loops_ok(STACK("8, 3, 16", "conv2d(8, kernel=3, pad=1)", "conv2d(8, kernel=3, pad=1)"));
+	/* forward, eval: both layers; train_step: both, conv2's input gradient, both weight gradients */
+	assert_int_equal(implicit_gemms(c->loops), 2 + 2 + 5);
+	assert_int_equal(count_columns(c->loops), 0);
+	compile_free(c);
+	c = compile_loops_ok(STACK("4, 3, 16", "conv2d(4, kernel=3, pad=1)", "conv2d(4, kernel=3, pad=1)"));
+	assert_int_equal(implicit_gemms(c->loops), 2);
+	assert_int_equal(count_columns(c->loops), 2 + 2 + 3);
+	compile_free(c);
+	c = compile_loops_ok(STACK("8, 3, 6", "conv2d(8, kernel=3, pad=1)", "conv2d(8, kernel=3, pad=1)"));
+	assert_int_equal(implicit_gemms(c->loops), 2);	/* 6 columns: only the weight gradients */
+	compile_free(c);
+}
+
+/* the geometries through implicit column matrices: forward against the
+ * direct sum, gradients against differences (strided packing, a gather,
+ * weight gradients as dot products over the image) */
+static void test_implicit_geometries(void **state)
+{
+	(void)state;
+	Geom g = { .c = 8, .h = 3, .w = 33, .f = 3, .ho = 2, .wo = 17, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .dh = 1, .dw = 1,
+		   .ph = 1, .pw = 1, .groups = 1, .bias = 1 };
+	forward_matches("conv2d(3, kernel=3, stride=2, pad=1)", &g);
+	Geom same = { .c = 8, .h = 3, .w = 16, .f = 3, .ho = 3, .wo = 16, .kh = 4, .kw = 2, .sh = 1, .sw = 1, .dh = 1, .dw = 2,
+		      .ph = 1, .pw = 1, .groups = 1, .bias = 1 };
+	forward_matches("conv2d(3, kernel=[4, 2], dilation=[1, 2], pad=\"same\")", &same);
+	Geom grp = { .c = 16, .h = 6, .w = 20, .f = 4, .ho = 2, .wo = 18, .kh = 3, .kw = 3, .sh = 2, .sw = 1, .dh = 2, .dw = 1,
+		     .ph = 1, .pw = 0, .groups = 2, .bias = 0 };
+	forward_matches("conv2d(4, kernel=3, stride=[2, 1], dilation=[2, 1], pad=[1, 0], groups=2, bias=false)", &grp);
+	Geom k5 = { .c = 3, .h = 4, .w = 18, .f = 2, .ho = 4, .wo = 18, .kh = 5, .kw = 5, .sh = 1, .sw = 1, .dh = 1, .dw = 1,
+		    .ph = 2, .pw = 2, .groups = 1, .bias = 1 };
+	forward_matches("conv2d(2, kernel=5, pad=2)", &k5);
+	gradcheck("implicit k5 p2, then [5, 7] p[2, 3] (gather)",
+		  STACK("3, 2, 16", "conv2d(2, kernel=5, pad=2)", "conv2d(2, kernel=[5, 7], pad=[2, 3])"));
+	gradcheck("implicit stride [1, 2], then [3, 11] p[1, 5]",
+		  STACK("5, 2, 32", "conv2d(2, kernel=[3, 5], stride=[1, 2], pad=[1, 2])", "conv2d(2, kernel=[3, 11], pad=[1, 5])"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_conv2d_forward),
 		cmocka_unit_test(test_conv_transpose2d_forward),
 		cmocka_unit_test(test_pointwise_needs_no_columns),
+		cmocka_unit_test(test_implicit_columns),
+		cmocka_unit_test(test_implicit_geometries),
 		cmocka_unit_test(test_conv2d_stride_pad),
 		cmocka_unit_test(test_conv2d_input_gradient_gathers),
 		cmocka_unit_test(test_conv2d_same),
