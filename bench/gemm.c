@@ -192,8 +192,10 @@ static void im2col(const int64_t *g, const float *x, float *b)
 			for (int64_t kx = 0; kx < kw; kx++, b += oh * ow) {
 				int64_t shift = kx - pw, xlo = shift < 0 ? -shift : 0, xhi = shift > 0 ? w - shift : w;
 				if (ow == w) {
-					for (int64_t q = ylo * w + xlo; q < (yhi - 1) * w + xhi; q++)
-						b[q] = plane[shift + q];
+					/* gcc -O3 makes the emitted loop this memmove */
+					int64_t q0 = ylo * w + xlo, q1 = (yhi - 1) * w + xhi;
+					if (q1 > q0)
+						memcpy(b + q0, plane + shift + q0, (size_t)(q1 - q0) * sizeof *b);
 					for (int64_t y = ylo; y < yhi; y++) {
 						for (int64_t ox = 0; ox < xlo; ox++)
 							b[y * w + ox] = 0.0f;
@@ -203,9 +205,8 @@ static void im2col(const int64_t *g, const float *x, float *b)
 					continue;
 				}
 				xhi = xhi < ow ? xhi : ow;
-				for (int64_t y = ylo; y < yhi; y++)
-					for (int64_t ox = xlo; ox < xhi; ox++)
-						b[y * ow + ox] = plane[y * w + shift + ox];
+				for (int64_t y = ylo; y < yhi && xhi > xlo; y++)
+					memcpy(b + y * ow + xlo, plane + y * w + shift + xlo, (size_t)(xhi - xlo) * sizeof *b);
 			}
 		}
 }
@@ -244,8 +245,10 @@ static void measure_conv(const ConvShape *s, int reps, double us[2])
 
 static void conv_table(int reps, const char *only)
 {
-	printf("\nconvolution forward, 1 thread, us per call: im2col into memory + nnrt_sgemm against "
-	       "nnrt_sgemm_conv\n\n| shape | m | n | k | im2col + sgemm | sgemm_conv | ratio |\n"
+	printf("\nconvolution forward, 1 thread, us per call: im2col into memory (as nnc lowers it) + nnrt_sgemm "
+	       "against nnrt_sgemm_conv, one image again and again (hot in cache; in training, with each "
+	       "sample's image new, the forward convolutions' gain was within noise)\n\n"
+	       "| shape | m | n | k | im2col + sgemm | sgemm_conv | ratio |\n"
 	       "|---|--:|--:|--:|--:|--:|--:|\n");
 	nnrt_pool_set_threads(1);
 	for (int i = 0; i < NCONVS; i++) {
