@@ -1658,6 +1658,8 @@ static void win_each(Lower *l, const PoolWin *win, const IrNode *img, LoopVar *p
 typedef struct WinMax {
 	const IrNode *x;
 	LoopVar *mx, *at;
+	LoopVar *ord;		/* or the first maximum's ordinal in a written-out window, as a float */
+	int64_t cells;		/* the cells seen so far */
 } WinMax;
 
 static void cell_max(Lower *l, void *env, LoopExpr *cell)
@@ -1667,7 +1669,10 @@ static void cell_max(Lower *l, void *env, LoopExpr *cell)
 	LoopExpr *wins = loop_bin(l->fn, LO_OR, loop_bin(l->fn, LO_GT, v, V(l, e->mx)), loop_bin(l->fn, LO_NE, v, v));
 	if (e->at)	/* before mx changes: wins reads it */
 		loop_set(l->fn, e->at, sel(l, wins, cell, V(l, e->at)));
+	if (e->ord)
+		loop_set(l->fn, e->ord, sel(l, wins, F(l, (double)e->cells), V(l, e->ord)));
 	loop_set(l->fn, e->mx, sel(l, wins, v, V(l, e->mx)));
+	e->cells++;
 }
 
 /* the window's maximum and (at != NULL) the element of its first maximum in row-major order, as
@@ -1682,11 +1687,12 @@ static LoopVar *win_max(Lower *l, const PoolWin *win, const IrNode *x, LoopVar *
 	return e.mx;
 }
 
-/* the cells' sum (avgpool), their update by d (avgpool's gradient), g at arg and 0 elsewhere
- * (maxpool's gradient over windows that do not overlap) */
+/* the cells' sum (avgpool), their update by d (avgpool's gradient), g at the ordinal arg and 0
+ * elsewhere (maxpool's gradient over windows that do not overlap) */
 typedef struct WinCell {
 	const IrNode *n;
 	LoopVar *acc, *arg;
+	int64_t cells;
 } WinCell;
 
 static void cell_sum(Lower *l, void *env, LoopExpr *cell)
@@ -1701,10 +1707,18 @@ static void cell_add(Lower *l, void *env, LoopExpr *cell)
 	st(l, e->n, cell, add(l, ld(l, e->n, cell), V(l, e->acc)));
 }
 
-static void cell_pick(Lower *l, void *env, LoopExpr *cell)
+/* g at the element arg and 0 elsewhere (windows not written out) */
+static void cell_pick_at(Lower *l, void *env, LoopExpr *cell)
 {
 	WinCell *e = env;
 	st(l, e->n, cell, sel(l, loop_bin(l->fn, LO_EQ, cell, V(l, e->arg)), V(l, e->acc), F(l, 0)));
+}
+
+static void cell_pick(Lower *l, void *env, LoopExpr *cell)
+{
+	WinCell *e = env;
+	LoopExpr *first = loop_bin(l->fn, LO_EQ, F(l, (double)e->cells++), V(l, e->arg));
+	st(l, e->n, cell, sel(l, first, V(l, e->acc), F(l, 0)));
 }
 
 /* global_avgpool: out[p] = the mean of plane p, summed in double */
@@ -1789,23 +1803,40 @@ static void pool_bwd_plane(Lower *l, const IrNode *n, LoopVar *p)
 {
 	const IrNode *g = n->in[0];
 	int64_t hw = n->shape.d[1] * n->shape.d[2];
-	LoopVar *i = loop_for_n(l->fn, hw);
-	LoopExpr *at = add(l, mul(l, V(l, p), I(l, hw)), V(l, i));
-	st(l, n, at, n->op == IR_GLOBAL_AVGPOOL_BWD ? dvd(l, ld(l, g, V(l, p)), F(l, (double)hw)) : F(l, 0));
-	loop_end(l->fn);
+	const IrAttrs *a = &n->a;
+	bool apart = n->op == IR_MAXPOOL_BWD && a->stride[0] >= a->kernel[0] && a->stride[1] >= a->kernel[1];
+	/* windows side by side that cover the plane (lenet's and unet_tiny's 2x2): every cell is
+	 * stored below, so the plane is not zeroed first */
+	bool tiled = apart && a->stride[0] == a->kernel[0] && a->stride[1] == a->kernel[1] &&
+		     g->shape.d[1] * a->stride[0] == n->shape.d[1] && g->shape.d[2] * a->stride[1] == n->shape.d[2] &&
+		     !a->pad[0] && !a->pad[1] && !a->pad[2] && !a->pad[3] && a->kernel[0] * a->kernel[1] <= WIN_UNROLL;
+	if (!tiled) {
+		LoopVar *i = loop_for_n(l->fn, hw);
+		LoopExpr *at = add(l, mul(l, V(l, p), I(l, hw)), V(l, i));
+		st(l, n, at, n->op == IR_GLOBAL_AVGPOOL_BWD ? dvd(l, ld(l, g, V(l, p)), F(l, (double)hw)) : F(l, 0));
+		loop_end(l->fn);
+	}
 	if (n->op == IR_GLOBAL_AVGPOOL_BWD)
 		return;
 	LoopVar *oy = loop_for_n(l->fn, g->shape.d[1]);
 	LoopVar *ox = loop_for_n(l->fn, g->shape.d[2]);
 	PoolWin win = pool_win(l, &n->a, n, oy, ox, g);
 	LoopExpr *gv = ld(l, g, plane_at(l, g, p, V(l, oy), V(l, ox)));
-	if (n->op == IR_MAXPOOL_BWD && win.inside && n->a.stride[0] >= win.kh && n->a.stride[1] >= win.kw) {
-		/* windows that do not overlap: each cell gets g or 0, stored, which vectorizes (a
-		 * scatter to the maximum does not); the same values as 0 + g at the maximum */
+	if (apart && win.inside && win.kh * win.kw <= WIN_UNROLL) {
+		/* windows that do not overlap, written out: each cell gets g or 0, stored, which
+		 * vectorizes (a scatter to the maximum does not); the same values as 0 + g at the
+		 * maximum. The maximum is its ordinal in the window, a float: with the element's
+		 * int64 index the compiler's vectors held half as many lanes, in two types. */
+		WinMax m = { .x = n->in[1], .mx = loop_local(l->fn, LT_F32, F(l, -INFINITY)),
+			     .ord = loop_local(l->fn, LT_F32, F(l, 0)) };
+		win_each(l, &win, n->in[1], p, cell_max, &m);
+		WinCell e = { .n = n, .arg = m.ord, .acc = loop_local(l->fn, LT_F32, gv) };
+		win_each(l, &win, n, p, cell_pick, &e);
+	} else if (apart && win.inside) {
 		WinCell e = { .n = n };
 		win_max(l, &win, n->in[1], p, &e.arg);
 		e.acc = loop_local(l->fn, LT_F32, gv);
-		win_each(l, &win, n, p, cell_pick, &e);
+		win_each(l, &win, n, p, cell_pick_at, &e);
 	} else if (n->op == IR_MAXPOOL_BWD) {
 		LoopVar *arg;
 		win_max(l, &win, n->in[1], p, &arg);
