@@ -347,7 +347,8 @@ typedef struct Tile {
 /* a dot tile's rows of B, at row[j] + p; for an implicit column matrix (a
  * weight gradient, nnrt_sgemm_conv) in[j][p / 16] holds the lanes p .. p + 15
  * that fall inside the image (the others are 0: the row pointer may lie
- * outside the image there, and masked lanes read nothing) */
+ * outside the image there, and masked lanes read nothing, AVX2's maskload
+ * as AVX-512's) */
 typedef struct DotB {
 	const float *row[DC];
 	const uint16_t *in[DC];
@@ -425,11 +426,10 @@ static inline __attribute__((always_inline)) void dot16_body(int64_t k, const fl
 #endif
 
 /* C[R x Cn] = alpha * A[R x k] B[Cn x k]^T + beta * C, rows of A at a + i * lda,
- * of B as DotB says (implicit: AVX-512 only); the last k % 8 through masked loads */
+ * of B as DotB says; the last k % 8 through masked loads */
 static inline __attribute__((always_inline)) void dot_body(int64_t k, const float *a, int64_t lda, const DotB *b,
 							   const Tile *t, int R, int Cn, int implicit)
 {
-	(void)implicit;
 	__m256 acc[DR][DC];
 #pragma GCC unroll 4
 	for (int i = 0; i < DR; i++)
@@ -445,14 +445,18 @@ static inline __attribute__((always_inline)) void dot_body(int64_t k, const floa
 			av[i] = k - p >= 8 ? _mm256_loadu_ps(a + i * lda + p) : _mm256_maskload_ps(a + i * lda + p, mask);
 #pragma GCC unroll 4
 		for (int j = 0; j < Cn; j++) {
-#if GEMM_AVX512
 			if (implicit) {
-				__mmask8 in = (__mmask8)(b->in[j][p >> 4] >> (p & 8));
-				bv[j] = _mm256_maskz_loadu_ps(k - p >= 8 ? in : in & (__mmask8)((1u << (k - p)) - 1),
-							      b->row[j] + p);
+				unsigned in = (unsigned)(b->in[j][p >> 4] >> (p & 8)) & (k - p >= 8 ? 0xffu : (1u << (k - p)) - 1);
+#if GEMM_AVX512
+				bv[j] = _mm256_maskz_loadu_ps((__mmask8)in, b->row[j] + p);
+#else
+				/* lane l loads when bit l of in is set */
+				__m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+				__m256i on = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)in), bit), bit);
+				bv[j] = _mm256_maskload_ps(b->row[j] + p, on);
+#endif
 				continue;
 			}
-#endif
 			bv[j] = k - p >= 8 ? _mm256_loadu_ps(b->row[j] + p) : _mm256_maskload_ps(b->row[j] + p, mask);
 		}
 #pragma GCC unroll 4
@@ -491,6 +495,10 @@ typedef void DotFn(int64_t k, const float *a, int64_t lda, const DotB *b, const 
 	static void dot_##R##x##C(int64_t k, const float *a, int64_t lda, const DotB *b, const Tile *t)     \
 	{                                                                                                   \
 		dot_body(k, a, lda, b, t, R, C, 0);                                                         \
+	}                                                                                                   \
+	static void dotc_##R##x##C(int64_t k, const float *a, int64_t lda, const DotB *b, const Tile *t)    \
+	{                                                                                                   \
+		dot_body(k, a, lda, b, t, R, C, 1);                                                         \
 	}
 #endif
 DOT(1, 1) DOT(1, 2) DOT(1, 3) DOT(1, 4) DOT(2, 1) DOT(2, 2) DOT(2, 3) DOT(2, 4)
@@ -513,7 +521,7 @@ static DotFn *const dots[2][2][DR][DC] = {	/* [implicit][16 lanes] */
 };
 #else
 #define DOT_ROW4(name)
-static DotFn *const dots[1][1][DR][DC] = {{DOT_TABLE(dot)}};
+static DotFn *const dots[2][1][DR][DC] = {{DOT_TABLE(dot)}, {DOT_TABLE(dotc)}};
 #endif
 
 /* C[i0 .. i1, j0 .. j1] by dot-product tiles; A not transposed, B transposed
@@ -1250,6 +1258,52 @@ static void conv_columns(const int64_t *geom, const float *x, int64_t r0, int64_
 	}
 }
 
+/* The whole column matrix of x into b (n = OH * OW floats a row), as nnc's
+ * lowering built it before the GEMMs read images: a row of a stride-1
+ * convolution as wide as its image is one span of the plane, shifted, whose
+ * columns outside the image are zeroed again; otherwise each output row is
+ * zeros, a span of an image row, zeros. The copies are memcpy and memset. */
+static void conv_columns_all(const int64_t *geom, const float *x, float *b)
+{
+	int64_t h = geom[NNRT_CONV_H], w = geom[NNRT_CONV_W], kh = geom[NNRT_CONV_KH], kw = geom[NNRT_CONV_KW];
+	int64_t oh = geom[NNRT_CONV_OH], ow = geom[NNRT_CONV_OW], sh = geom[NNRT_CONV_SH], sw = geom[NNRT_CONV_SW];
+	int64_t n = oh * ow, rows = geom[NNRT_CONV_C] * kh * kw;
+	int spans = sh == 1 && sw == 1 && ow == w;
+	for (int64_t r = 0; r < rows; r++, b += n) {
+		int64_t kx = r % kw, ky = r / kw % kh;
+		const float *plane = x + r / kw / kh * h * w;
+		int64_t dy = ky * geom[NNRT_CONV_DH] - geom[NNRT_CONV_PH], dx = kx * geom[NNRT_CONV_DW] - geom[NNRT_CONV_PW];
+		/* output rows [ylo, yhi) and (stride 1) columns [xlo, xhi) read inside the image */
+		int64_t ylo = 0, yhi = oh;
+		while (ylo < oh && ylo * sh + dy < 0)
+			ylo++;
+		while (yhi > ylo && (yhi - 1) * sh + dy >= h)
+			yhi--;
+		int64_t xlo = dx < 0 ? -dx : 0, xhi = w - dx < ow ? w - dx : ow;
+		xhi = xhi > xlo ? xhi : xlo;
+		if (spans && yhi > ylo && xhi > xlo) {
+			int64_t q0 = ylo * w + xlo, q1 = (yhi - 1) * w + xhi;
+			memset(b, 0, (size_t)q0 * sizeof *b);
+			memcpy(b + q0, plane + dy * w + dx + q0, (size_t)(q1 - q0) * sizeof *b);
+			memset(b + q1, 0, (size_t)(n - q1) * sizeof *b);
+			for (int64_t y = ylo; y < yhi; y++) {
+				for (int64_t c = 0; c < xlo; c++)
+					b[y * w + c] = 0.0f;
+				for (int64_t c = xhi; c < w; c++)
+					b[y * w + c] = 0.0f;
+			}
+			continue;
+		}
+		if (sw != 1) {
+			conv_columns(geom, x, r, 1, 0, n, b, n);
+			continue;
+		}
+		memset(b, 0, (size_t)n * sizeof *b);
+		for (int64_t y = ylo; y < yhi && xhi > xlo; y++)
+			memcpy(b + y * ow + xlo, plane + (y * sh + dy) * w + dx + xlo, (size_t)(xhi - xlo) * sizeof *b);
+	}
+}
+
 #if GEMM_AVX512
 enum { TAPS_STACK = 1024 };
 
@@ -1271,6 +1325,20 @@ static void conv_taps(const int64_t *geom, int64_t k, ConvTaps *t)
 static void native_sgemm_conv(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
 			      const float *x, const int64_t *geom, float beta, float *c, int64_t ldc)
 {
+#if !GEMM_AVX512
+	/* AVX2 and the portable kernel pack a sliver run by run: measured on
+	 * AVX2, slower than building col unless each sliver is one output row
+	 * (unet_tiny's 32 and 16 columns: faster; resnet_mini's 28: 8% slower) */
+	if (geom[NNRT_CONV_OW] % NR != 0) {
+		float *b = malloc((size_t)n * (size_t)k * sizeof *b);
+		if (b) {
+			conv_columns_all(geom, x, b);
+			native_sgemm(0, 0, m, n, k, alpha, a, lda, b, n, beta, c, ldc);
+			free(b);
+			return;
+		}
+	}
+#endif
 	Gemm g = {.m = m, .n = n, .k = k, .kc = even_block(k, KC, 1), .alpha = alpha, .beta = beta,
 		  .a = view(a, lda, 0), .b = view(NULL, n, 0), .conv = geom, .x = x, .c = c, .ldc = ldc,
 		  .pack_b = m > MC,
@@ -1297,7 +1365,7 @@ static void native_sgemm_conv(int64_t m, int64_t n, int64_t k, float alpha, cons
 #endif
 }
 
-#if GEMM_AVX512
+#if GEMM_AVX2
 /* Dot products read a weight gradient's B^T (rows: taps of a channel, along
  * the output positions) from the image when a row is the image shifted:
  * stride 1 and the output as wide as the image. Row (ci, ky, kx) starts at
@@ -1390,7 +1458,7 @@ enum { PART = 4096 };	/* floats of B on the stack when there is no memory for it
 static void native_sgemm_conv_t(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
 				const float *x, const int64_t *geom, float beta, float *c, int64_t ldc)
 {
-#if GEMM_AVX512
+#if GEMM_AVX2
 	if (use_dot(0, 1, m, n, k) && dot_spans(geom)) {
 		int64_t words = (k + 15) / 16, kw = geom[NNRT_CONV_KW];
 		size_t bytes = (size_t)n * (sizeof(float *) + sizeof(uint16_t *)) +
@@ -1410,7 +1478,7 @@ static void native_sgemm_conv_t(int64_t m, int64_t n, int64_t k, float alpha, co
 #endif
 	float *b = malloc((size_t)n * (size_t)k * sizeof *b);
 	if (b) {
-		conv_columns(geom, x, 0, n, 0, k, b, k);
+		conv_columns_all(geom, x, b);
 		native_sgemm(0, 1, m, n, k, alpha, a, lda, b, k, beta, c, ldc);
 		free(b);
 		return;

@@ -327,7 +327,7 @@ static int count_implicit(const LoopStmt *s)
 /* From 64 rows of col and 16 output columns on, convolutions read the
  * image as an implicit column matrix (lower.c, conv_implicit), and so do the
  * gathers of their input gradients; weight gradients with stride 1, the
- * output as wide as the image and at most 16 filters a group always do
+ * output as wide as the image and at most 8 filters a group always do
  * (conv_implicit_dw). With 8 channels on 16 columns nothing builds columns;
  * with 4 channels (36 rows) the convolutions and the gather do. */
 static int implicit_gemms(const LoopModule *m)
