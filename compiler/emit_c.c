@@ -255,6 +255,14 @@ static void par_call(Emit *e, const LoopPar *lp, int k, int ind)
 	fprintf(o, ", %" PRId64 ", k_%s_par%d, &a);\n%*s}\n", lp->work, f->name, k, ind, "");
 }
 
+/* ", bN + off, " of a GEMM's operand */
+static void operand(Emit *e, const LoopBuf *b, const LoopExpr *off)
+{
+	fprintf(e->o, ", b%d + ", b->id);
+	expr(e, off);
+	fprintf(e->o, ", ");
+}
+
 /* nnrt_sgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc), or, when
  * B is an image's implicit column matrix, nnrt_sgemm_conv with the image and
  * its geometry (a compound literal) in the place of B and ldb */
@@ -271,13 +279,9 @@ static void gemm_call(Emit *e, const LoopGemm *g)
 		fprintf(o, ", ");
 	}
 	fconst(o, g->alpha, LT_F32);
-	fprintf(o, ", b%d + ", g->a->id);
-	expr(e, g->aoff);
-	fprintf(o, ", ");
+	operand(e, g->a, g->aoff);
 	expr(e, g->lda);
-	fprintf(o, ", b%d + ", g->b->id);
-	expr(e, g->boff);
-	fprintf(o, ", ");
+	operand(e, g->b, g->boff);
 	if (g->conv) {
 		int64_t f[LOOP_CONV_FIELDS];
 		loop_conv_fields(g->conv, f);
@@ -289,9 +293,7 @@ static void gemm_call(Emit *e, const LoopGemm *g)
 		expr(e, g->ldb);
 	fprintf(o, ", ");
 	fconst(o, g->beta, LT_F32);
-	fprintf(o, ", b%d + ", g->c->id);
-	expr(e, g->coff);
-	fprintf(o, ", ");
+	operand(e, g->c, g->coff);
 	expr(e, g->ldc);
 	fprintf(o, ");\n");
 }

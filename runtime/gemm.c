@@ -1322,6 +1322,29 @@ static void conv_taps(const int64_t *geom, int64_t k, ConvTaps *t)
 }
 #endif
 
+#ifdef NNRT_BLAS_OPENBLAS
+static int blas_sgemm(int transa, int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+		      int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+#endif
+
+/* nnrt_sgemm_conv through the built column matrix (C * KH * KW rows of OH *
+ * OW, B or, with transb, B^T); false without memory for it */
+static int gemm_built(int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+		      const float *x, const int64_t *geom, float beta, float *c, int64_t ldc)
+{
+	float *b = malloc((size_t)n * (size_t)k * sizeof *b);
+	if (!b)
+		return 0;
+	conv_columns_all(geom, x, b);
+	int64_t ldb = transb ? k : n;
+#ifdef NNRT_BLAS_OPENBLAS
+	if (!blas_sgemm(0, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+#endif
+		native_sgemm(0, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	free(b);
+	return 1;
+}
+
 static void native_sgemm_conv(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
 			      const float *x, const int64_t *geom, float beta, float *c, int64_t ldc)
 {
@@ -1329,15 +1352,8 @@ static void native_sgemm_conv(int64_t m, int64_t n, int64_t k, float alpha, cons
 	/* AVX2 and the portable kernel pack a sliver run by run: measured on
 	 * AVX2, slower than building col unless each sliver is one output row
 	 * (unet_tiny's 32 and 16 columns: faster; resnet_mini's 28: 8% slower) */
-	if (geom[NNRT_CONV_OW] % NR != 0) {
-		float *b = malloc((size_t)n * (size_t)k * sizeof *b);
-		if (b) {
-			conv_columns_all(geom, x, b);
-			native_sgemm(0, 0, m, n, k, alpha, a, lda, b, n, beta, c, ldc);
-			free(b);
-			return;
-		}
-	}
+	if (geom[NNRT_CONV_OW] % NR != 0 && gemm_built(0, m, n, k, alpha, a, lda, x, geom, beta, c, ldc))
+		return;
 #endif
 	Gemm g = {.m = m, .n = n, .k = k, .kc = even_block(k, KC, 1), .alpha = alpha, .beta = beta,
 		  .a = view(a, lda, 0), .b = view(NULL, n, 0), .conv = geom, .x = x, .c = c, .ldc = ldc,
@@ -1476,13 +1492,8 @@ static void native_sgemm_conv_t(int64_t m, int64_t n, int64_t k, float alpha, co
 		}
 	}
 #endif
-	float *b = malloc((size_t)n * (size_t)k * sizeof *b);
-	if (b) {
-		conv_columns_all(geom, x, b);
-		native_sgemm(0, 1, m, n, k, alpha, a, lda, b, k, beta, c, ldc);
-		free(b);
+	if (gemm_built(1, m, n, k, alpha, a, lda, x, geom, beta, c, ldc))
 		return;
-	}
 	/* without memory: blocks of B built on the stack, each a product of its
 	 * own (a different order of the sums, the same products) */
 	float part[PART];
@@ -1591,15 +1602,8 @@ void nnrt_sgemm_conv(int transb, int64_t m, int64_t n, int64_t k, float alpha, c
 #ifdef NNRT_BLAS_OPENBLAS
 	/* OpenBLAS reads B from memory: build it, and without memory for it
 	 * compute with the built-in kernels */
-	float *b = malloc((size_t)k * (size_t)n * sizeof *b);
-	if (b) {
-		int64_t ldb = transb ? k : n;
-		conv_columns(geom, x, 0, transb ? n : k, 0, ldb, b, ldb);
-		if (!blas_sgemm(0, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
-			native_sgemm(0, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-		free(b);
+	if (gemm_built(transb, m, n, k, alpha, a, lda, x, geom, beta, c, ldc))
 		return;
-	}
 #endif
 	if (transb)
 		native_sgemm_conv_t(m, n, k, alpha, a, lda, x, geom, beta, c, ldc);
