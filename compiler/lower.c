@@ -1082,8 +1082,9 @@ static void group_close(Lower *l, LoopVar *gi)
 }
 
 /*
- * The samples of a convolution. Without scratch (a direct 1x1 GEMM) each
- * sample is one parallel iteration. Scratch columns, and conv_dw's sum over
+ * The samples of a convolution. Without scratch (a direct 1x1 GEMM, or an
+ * implicit column matrix) each sample is one parallel iteration. Scratch
+ * columns, and conv_dw's sum over
  * the samples, are per slot: slot t takes samples t, t + CONV_SLOTS, ... in
  * order, the slot loop is the parallel one. Which thread runs a slot changes
  * nothing, so results are the same for every thread count; CONV_SLOTS bounds
