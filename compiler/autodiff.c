@@ -86,10 +86,18 @@ static void grad_dense(AdCtx *c, IrNode *n, IrNode *g)
 		ad_accum(c, n->in[2], like(c, IR_BATCH_SUM, 1, &g, n->in[2]));
 }
 
-/* the op whose backward kernel reads the input (x) or the output (y) */
-static IrOp act_bwd(IrOp op, bool *reads_output)
+/*
+ * The op whose backward kernel reads the input (x) or the output (y). ReLU's
+ * reads y: y > 0 exactly where x > 0 (so the gradient is bitwise the same),
+ * and y is what the forward keeps anyway, so the value ReLU reads (often a
+ * batchnorm's or a sum's) need not be stored for the backward. Likewise
+ * leaky ReLU with a positive slope. PyTorch's ReLU saves its result too.
+ */
+static IrOp act_bwd(const IrNode *n, bool *reads_output)
 {
-	*reads_output = op == IR_SIGMOID || op == IR_TANH || op == IR_SOFTMAX || op == IR_LOG_SOFTMAX;
+	IrOp op = n->op;
+	*reads_output = op == IR_SIGMOID || op == IR_TANH || op == IR_SOFTMAX || op == IR_LOG_SOFTMAX ||
+			op == IR_RELU || (op == IR_LEAKY_RELU && n->a.alpha > 0);
 	switch (op) {
 	case IR_RELU: return IR_RELU_BWD;
 	case IR_LEAKY_RELU: return IR_LEAKY_RELU_BWD;
@@ -209,7 +217,7 @@ static void grad_window(AdCtx *c, IrNode *n, IrNode *g)
 static bool rule(AdCtx *c, IrNode *n, IrNode *g)
 {
 	bool reads_y;
-	IrOp bwd = act_bwd(n->op, &reads_y);
+	IrOp bwd = act_bwd(n, &reads_y);
 	if (bwd != IR_NOPS) {
 		IrNode *d = op2(c, bwd, g, reads_y ? n : n->in[0], n->in[0]);
 		d->a = n->a;	/* slope, alpha */

@@ -41,6 +41,10 @@ typedef struct Lower {
 	bool prepare;		/* lowering the prepare function */
 	/* the optimizer's scalars for this step (see opt_scalars), set before the first kernel */
 	LoopVar *opt_lr, *opt_step, *opt_root, *opt_decay;
+	/* a batchnorm's value at the element its group's body runs on, when
+	 * nothing outside the group reads it (then it has no buffer: bn_head) */
+	const IrNode *head;
+	LoopVar *head_val;
 } Lower;
 
 static void conv_epilogue(Lower *l, const IrNode *n, LoopVar *s);
@@ -2029,6 +2033,26 @@ static void bn_running(Lower *l, const IrNode *n, LoopExpr *c, LoopVar **mean, L
 	*invstd = loop_local(l->fn, LT_F32, dvd(l, F(l, 1), un(l, LO_SQRT, add(l, ld(l, n->in[4], c), F(l, n->a.eps)))));
 }
 
+/* a batchnorm's value y at element at, then the group it heads on that element.
+ * y is stored when something outside the group reads it (ReLU's gradient
+ * reads ReLU's output, so after batchnorm -> relu usually nothing does) */
+static void bn_head(Lower *l, const IrNode *n, LoopExpr *at, LoopExpr *y)
+{
+	if (!n->group) {
+		st(l, n, at, y);
+		return;
+	}
+	LoopVar *i = loop_local(l->fn, LT_I64, at);
+	if (l->stores[n->id]) {
+		st(l, n, V(l, i), y);
+	} else {
+		l->head = n;
+		l->head_val = loop_local(l->fn, LT_F32, y);
+	}
+	group_body(l, n->group, l->last[n->group], i);
+	l->head = NULL;
+}
+
 /* inference batchnorm of images: plane by plane, each plane's coefficients from its channel's */
 static bool bn_running_planes(Lower *l, const IrNode *n)
 {
@@ -2039,9 +2063,7 @@ static bool bn_running_planes(Lower *l, const IrNode *n)
 	bn_affine(l, n, c, mean, invstd, &alpha, &beta);
 	LoopVar *i = loop_for_n(l->fn, bn_pos(x));
 	LoopExpr *at = bn_plane_at(l, x, p, i);
-	st(l, n, at, add(l, mul(l, ld(l, x, at), V(l, alpha)), V(l, beta)));
-	if (n->group)
-		group_body(l, n->group, l->last[n->group], loop_local(l->fn, LT_I64, at));
+	bn_head(l, n, at, add(l, mul(l, ld(l, x, at), V(l, alpha)), V(l, beta)));
 	bn_close(l);
 	return true;
 }
@@ -2083,9 +2105,7 @@ static bool lower_batchnorm_with(Lower *l, const IrNode *n, const IrNode *const 
 		LoopVar *p, *s = bn_open(l, x, &p);
 		at = bn_at(l, x, s, c, p);
 	}
-	st(l, n, at, add(l, mul(l, ld(l, x, at), V(l, alpha)), V(l, beta)));
-	if (n->group)	/* the group it heads, element by element as they are written */
-		group_body(l, n->group, l->last[n->group], loop_local(l->fn, LT_I64, at));
+	bn_head(l, n, at, add(l, mul(l, ld(l, x, at), V(l, alpha)), V(l, beta)));
 	bn_close(l);	/* samples and positions, or positions and planes */
 	if (!planes)
 		loop_end(l->fn);
@@ -2629,7 +2649,12 @@ static void group_body(Lower *l, int grp, int last, LoopVar *i)
 		if (m->group != grp || !l->need[j])
 			continue;
 		if (epilogue_head(m)) {
-			l->local[j] = loop_local(l->fn, LT_F32, ld(l, m, V(l, i)));
+			if (l->head == m)
+				l->local[j] = l->head_val;
+			else if (!l->stores[j] && (m->op == IR_BATCHNORM || m->op == IR_BATCHNORM_TRAIN))
+				NNC_BUG("batchnorm %%%d's group runs outside its kernel, where its value is not stored", m->id);
+			else
+				l->local[j] = loop_local(l->fn, LT_F32, ld(l, m, V(l, i)));
 			continue;
 		}
 		if (m->op == IR_DENSE) {

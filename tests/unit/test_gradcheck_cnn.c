@@ -29,6 +29,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "loop.h"
 #include "loop_interp.h"
@@ -117,6 +118,52 @@ static void test_batchnorm_rank3(void **state)
 		  "model m {\n  input x: [2, 8, 9]\n  target t: [3]\n"
 		  "  h = x -> conv2d(3, kernel=1, bias=false) -> batchnorm -> tanh -> global_avgpool -> dense(3)\n"
 		  "  output h\n  loss mse(h, t)\n}\n" TRAIN);
+}
+
+/* whether train_step keeps a buffer for the value of the training graph's node
+ * of layer `layer` and op `op` (named "train_step bn1 %8") */
+static bool value_kept(const Compile *c, const char *layer, IrOp op)
+{
+	const IrGraph *g = c->train;
+	for (int i = 0; i < g->nnodes; i++) {
+		const IrNode *n = g->nodes[i];
+		if (n->op != op || !n->layer || strcmp(n->layer, layer))
+			continue;
+		char name[96];
+		snprintf(name, sizeof name, "train_step %s %%%d", layer, n->id);
+		return loop_find_buf(c->loops, name) != NULL;
+	}
+	fail_msg("no %s node of layer %s", ir_op_name(op), layer);
+	return false;
+}
+
+/*
+ * ReLU's gradient reads ReLU's output, so the value a batchnorm hands to a
+ * ReLU is not kept for the backward: it lives in a register of the fused
+ * loop and has no buffer (nor does the sum before the ReLU of a residual
+ * block). The gradients stay those of the differences, through the
+ * plane-by-plane passes (72 positions) and the channel-by-channel ones.
+ */
+static void test_batchnorm_relu_keeps_no_value(void **state)
+{
+	(void)state;
+	const char *src = "model m {\n  input x: [2, 8, 9]\n  target t: [3]\n"
+			  "  h = x -> conv2d(2, kernel=1, bias=false) -> batchnorm -> relu\n"
+			  "  r = h -> conv2d(2, kernel=1, bias=false) -> batchnorm\n"
+			  "  o = relu(r + h) -> global_avgpool -> dense(3)\n"
+			  "  output o\n  loss mse(o, t)\n}\n" TRAIN;
+	gradcheck("conv2d -> batchnorm -> relu, residual", src);
+	Compile *c = compile_loops_ok(src);
+	assert_false(value_kept(c, "bn1", IR_BATCHNORM_TRAIN));
+	assert_false(value_kept(c, "bn2", IR_BATCHNORM_TRAIN));
+	assert_false(value_kept(c, "add1", IR_ADD));
+	assert_true(value_kept(c, "relu1", IR_RELU));
+	assert_true(value_kept(c, "conv2", IR_CONV2D));
+	compile_free(c);
+	gradcheck("dense -> batchnorm -> leaky_relu (channel by channel)",
+		  VEC_MODEL("  h = x -> dense(4, bias=false) -> batchnorm -> leaky_relu(slope=0.2) -> dense(3)\n"));
+	gradcheck("dense -> batchnorm -> leaky_relu, negative slope (reads its input)",
+		  VEC_MODEL("  h = x -> dense(4, bias=false) -> batchnorm -> leaky_relu(slope=-0.5) -> dense(3)\n"));
 }
 
 /* a convolution's bias gradient over planes of 64 positions, summed plane by plane with the
@@ -326,6 +373,7 @@ int main(void)
 		cmocka_unit_test(test_global_avgpool),
 		cmocka_unit_test(test_batchnorm_rank1),
 		cmocka_unit_test(test_batchnorm_rank3),
+		cmocka_unit_test(test_batchnorm_relu_keeps_no_value),
 		cmocka_unit_test(test_channel_sums_by_plane),
 		cmocka_unit_test(test_concat),
 		cmocka_unit_test(test_upsample),
