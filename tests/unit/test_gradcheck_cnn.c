@@ -166,6 +166,66 @@ static void test_batchnorm_relu_keeps_no_value(void **state)
 		  VEC_MODEL("  h = x -> dense(4, bias=false) -> batchnorm -> leaky_relu(slope=-0.5) -> dense(3)\n"));
 }
 
+/* whether statement s, or one inside it, stores into b */
+static bool stores_to(const LoopStmt *s, const LoopBuf *b)
+{
+	if (s->kind == LS_STORE && s->buf == b)
+		return true;
+	for (const LoopStmt *t = s->body; t; t = t->next)
+		if (stores_to(t, b))
+			return true;
+	return false;
+}
+
+static bool has_gemm(const LoopStmt *s)
+{
+	if (s->kind == LS_GEMM)
+		return true;
+	for (const LoopStmt *t = s->body; t; t = t->next)
+		if (has_gemm(t))
+			return true;
+	return false;
+}
+
+/*
+ * A training batchnorm over the planes of a convolution's result sums each
+ * plane in the convolution's kernel, sample by sample after its GEMM (lower.c,
+ * host_bn_sums), and its backward reads those sums instead of summing x
+ * again: the one kernel of train_step that writes bn's plane sums of x is the
+ * convolution's. The gradients through the per-plane shifts are checked
+ * above (this model) and by the statistics far from zero below.
+ */
+static void test_batchnorm_sums_in_the_conv_kernel(void **state)
+{
+	(void)state;
+	Compile *c = compile_loops_ok("model m {\n  input x: [2, 8, 9]\n  target t: [3]\n"
+				      "  h = x -> conv2d(3, kernel=3, pad=1) -> batchnorm -> relu\n"
+				      "  o = h -> conv2d(2, kernel=1, bias=false) -> batchnorm -> global_avgpool -> dense(3)\n"
+				      "  output o\n  loss mse(o, t)\n}\n" TRAIN);
+	const IrGraph *g = c->train;
+	const LoopFn *fn = loop_find_fn(c->loops, "train_step");
+	int bns = 0;
+	for (int i = 0; i < g->nnodes; i++) {
+		const IrNode *n = g->nodes[i];
+		if (n->op != IR_BATCHNORM_TRAIN)
+			continue;
+		char name[96];
+		snprintf(name, sizeof name, "train_step %s plane sums %%%d", n->layer, n->id);
+		const LoopBuf *b = loop_find_buf(c->loops, name);
+		assert_non_null(b);
+		int writers = 0;
+		for (const LoopStmt *s = fn->body; s; s = s->next)
+			if (stores_to(s, b)) {
+				writers++;
+				assert_true(s->kind == LS_FOR && has_gemm(s));
+			}
+		assert_int_equal(writers, 1);
+		bns++;
+	}
+	assert_int_equal(bns, 2);
+	compile_free(c);
+}
+
 /* a convolution's bias gradient over planes of 64 positions, summed plane by plane with the
  * activation and pooling gradients that feed it (lower.c, plane_sums) */
 static void test_channel_sums_by_plane(void **state)
@@ -374,6 +434,7 @@ int main(void)
 		cmocka_unit_test(test_batchnorm_rank1),
 		cmocka_unit_test(test_batchnorm_rank3),
 		cmocka_unit_test(test_batchnorm_relu_keeps_no_value),
+		cmocka_unit_test(test_batchnorm_sums_in_the_conv_kernel),
 		cmocka_unit_test(test_channel_sums_by_plane),
 		cmocka_unit_test(test_concat),
 		cmocka_unit_test(test_upsample),
