@@ -372,6 +372,11 @@ static void test_conv_bitwise(void **state)
 		{8, 12, 20, 3, 3, 1, 1, 1, 1, 1, 1, 12},	/* 240 positions: 8 lanes, a partial word */
 		{4, 10, 9, 3, 3, 1, 1, 2, 2, 2, 2, 4},		/* dilation 2, pad 2 */
 		{3, 9, 11, 3, 5, 1, 1, 0, 2, 1, 1, 16},		/* no rows padded, columns padded 2 */
+		/* few filters */
+		{40, 6, 18, 3, 3, 1, 1, 1, 1, 1, 1, 20},	/* k = 360: two k blocks; 8 + 8 + 4 filters */
+		{3, 8, 24, 3, 3, 1, 1, 1, 2, 1, 2, 5},		/* dilation 2 along W */
+		{4, 17, 20, 3, 3, 2, 1, 1, 1, 1, 1, 32},	/* stride 2 along H only; 4 x 8 filters */
+		{2, 5, 70, 1, 7, 1, 1, 0, 3, 1, 1, 1},		/* 70 columns, 1 x 7 taps; 1 filter */
 	};
 	static const float scale[][2] = {{1.0f, 0.0f}, {-0.75f, 1.0f}, {1.5f, 0.5f}};
 	for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++)
