@@ -51,13 +51,15 @@ SHAPES = os.path.join(ROOT, "examples", "shapes")
 BATCH = 64
 
 # label, example, the optimizer in nn syntax, the same for bench/torch_train.py, timed steps
-# (steps chosen for about 1-3 s of timing per run on the 2-core machine of Nov 2026)
+# (steps chosen for about 1 s of nnc's timing per run at 1 thread, more for PyTorch, on the
+# 2-core machine of Nov 2026; at 2 threads half that. With half these steps, unet_tiny's JIT
+# measured 2T/1T 1.32 and then 1.71 in back-to-back runs.)
 CONFIGS = [
     ("mlp, sgd momentum", "mlp", "sgd(lr=0.01, momentum=0.9)", "sgd-momentum", 1000),
     ("mlp, adam", "mlp", "adam(lr=0.001)", "adam", 1000),
-    ("lenet, adam", "lenet", "adam(lr=0.001)", "adam", 200),
-    ("resnet_mini, adam", "resnet_mini", "adam(lr=0.001)", "adam", 10),
-    ("unet_tiny, adam", "unet_tiny", "adam(lr=0.001)", "adam", 25),
+    ("lenet, adam", "lenet", "adam(lr=0.001)", "adam", 400),
+    ("resnet_mini, adam", "resnet_mini", "adam(lr=0.001)", "adam", 20),
+    ("unet_tiny, adam", "unet_tiny", "adam(lr=0.001)", "adam", 50),
 ]
 THREADS = (1, 2)
 EXAMPLES = ["mlp", "lenet", "resnet_mini", "unet_tiny"]  # for -O0 against -O2, with their own optimizers
