@@ -1901,8 +1901,8 @@ static LoopExpr *bn_dev(Lower *l, const BnEnv *e, LoopExpr *at)	/* x - mean, F64
 	return sub(l, loop_cvt(l->fn, LT_F64, ld(l, e->x, at)), V(l, e->mean));
 }
 
-/* what the one-pass statistics sum, with d = x - K (K: the channel's first element):
- * 0: d, 1: d^2, and with a gradient g, 2: d g, 3: g */
+/* what the one-pass statistics sum, with d = x - K (K, env's mean: the channel's first
+ * element, or for plane sums the plane's): 0: d, 1: d^2, and with a gradient g, 2: d g, 3: g */
 static LoopExpr *term_shifted(Lower *l, const void *env, int k, LoopExpr *at)
 {
 	const BnEnv *e = env;
