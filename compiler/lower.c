@@ -1918,9 +1918,11 @@ static int64_t bn_pos(const IrNode *x) { return elems(x) / x->shape.d[0]; }
 
 /*
  * Batchnorm kernels loop over the channels, in parallel. Image channels (at
- * least PLANE_POS positions) are read plane by plane instead: a first loop, parallel over the n*C planes, sums each plane in
- * double and keeps the sums (bn_part), then the loop over the channels adds
- * each channel's n plane sums in sample order. A channel's positions are a
+ * least PLANE_POS positions) are read plane by plane instead: a first loop,
+ * parallel over the n*C planes, sums each plane in double and keeps the sums
+ * (bn_part; for a convolution's result, its sample loop does: host_bn_sums),
+ * then the loop over the channels adds each channel's n plane sums in sample
+ * order, moved to the channel's shift (plane_shift_totals). A channel's positions are a
  * run of P floats every C*P, so reading a whole channel at a time jumps
  * between short runs; the planes in memory order stream (measured on a [64,
  * 32, 28, 28] batch: 3x faster). The passes that write (the normalized
