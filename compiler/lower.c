@@ -1136,7 +1136,8 @@ static LoopExpr *slot_at(Lower *l, LoopVar *slot, int64_t block)
  * runtime packs sliver by sliver straight from the image into L1. Building
  * col wrote each pixel kh*kw times to memory for the GEMM to read back: in
  * unet_tiny that was a quarter of the step. The result is bit for bit the
- * GEMM of the built col.
+ * GEMM of the built col, but for the 3x3 products the runtime computes by
+ * Winograd's algorithm (runtime/winograd.c), which round differently.
  */
 static LoopConv implicit_geom(const ConvGeom *g)
 {

@@ -49,7 +49,9 @@
  * nnrt_sgemm_conv is the same product with B a convolution's column matrix
  * (im2col) that is never built: its slivers are packed straight from the
  * image, always (see "implicit im2col"), with the values the built matrix
- * would have, so C is bitwise nnrt_sgemm's on it.
+ * would have, so C is bitwise nnrt_sgemm's on it. Except: a 3x3 product of
+ * stride 1 goes to Winograd's algorithm (winograd.c) where nnrt_winograd_pays
+ * says so, which rounds differently.
  *
  * Built with NNRT_BLAS_OPENBLAS (make BLAS=openblas), the products go to
  * OpenBLAS instead, with the same API and guarantees (the end of this file);
@@ -1607,6 +1609,7 @@ void nnrt_sgemm_conv(int transb, int64_t m, int64_t n, int64_t k, float alpha, c
 #endif
 	if (transb)
 		native_sgemm_conv_t(m, n, k, alpha, a, lda, x, geom, beta, c, ldc);
-	else
+	else if (!(GEMM_AVX512 && k == 9 * geom[NNRT_CONV_C] && ldc >= n && nnrt_winograd_pays(m, lda, geom) &&
+		   nnrt_winograd_3x3(m, alpha, a, lda, x, geom, beta, c, ldc)))
 		native_sgemm_conv(m, n, k, alpha, a, lda, x, geom, beta, c, ldc);
 }

@@ -64,9 +64,18 @@ enum { NNRT_CONV_C, NNRT_CONV_H, NNRT_CONV_W, NNRT_CONV_KH, NNRT_CONV_KW, NNRT_C
  * outside the image, C * KH * KW rows of OH * OW. Without transb (a
  * convolution, or the gather of its input gradient) B is k x n; with it (a
  * weight gradient) B is n x k. C is bitwise nnrt_sgemm's on the built B, for
- * every thread count. */
+ * every thread count, except where a 3x3 product goes to nnrt_winograd_3x3
+ * (below): then it is that function's, the same for every thread count. */
 void nnrt_sgemm_conv(int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
 		     const float *x, const int64_t *geom, float beta, float *c, int64_t ldc);
+/* nnrt_sgemm_conv(0, m, OH * OW, 9 C, ...) for a 3x3 convolution of stride
+ * and dilation 1 by Winograd's F(2x2, 3x3) (runtime/winograd.c): the same
+ * product up to rounding, not bitwise. Returns 0, computing nothing, for
+ * other geometries, without AVX-512 or without memory. nnrt_sgemm_conv takes
+ * this path where nnrt_winograd_pays. */
+int nnrt_winograd_3x3(int64_t m, float alpha, const float *a, int64_t lda, const float *x, const int64_t *geom,
+		      float beta, float *c, int64_t ldc);
+int nnrt_winograd_pays(int64_t m, int64_t lda, const int64_t *geom);
 
 /* ---- data sets ----
  * A data set is held in memory as float inputs [count, in_elems] and targets:

@@ -305,9 +305,10 @@ static float *im2col(const int64_t *g, const float *x)
 }
 
 /* C from nnrt_sgemm_conv is bitwise C from nnrt_sgemm on the built column
- * matrix, on the given threads; beta 0 gets C full of NaN. Without transb
- * the product is m x positions over the column matrix's rows (a
- * convolution); with it, m x rows over the positions (a weight gradient). */
+ * matrix (or from nnrt_winograd_3x3, where it takes that path), on the given
+ * threads; beta 0 gets C full of NaN. Without transb the product is m x
+ * positions over the column matrix's rows (a convolution); with it, m x rows
+ * over the positions (a weight gradient). */
 static void run_conv(const Conv *cv, int transb, float alpha, float beta, int threads, uint64_t seed)
 {
 	int64_t g[NNRT_CONV_GEOM];
@@ -326,7 +327,16 @@ static void run_conv(const Conv *cv, int transb, float alpha, float beta, int th
 			c.p[i * c.ld + j] = want.p[i * c.ld + j] = beta == 0.0f ? NAN : c.p[i * c.ld + j];
 	float *b = im2col(g, x.p);
 	nnrt_pool_set_threads(threads);
-	nnrt_sgemm(0, transb, cv->m, n, k, alpha, a.p, a.ld, b, cols, beta, want.p, want.ld);
+	/* where nnrt_sgemm_conv hands a 3x3 product to Winograd's algorithm
+	 * (test_winograd.c checks its values), C is exactly that function's;
+	 * the portable gemm.c never does */
+	int winograd = 0;
+#ifndef NNRT_GEMM_PORTABLE
+	winograd = !transb && nnrt_winograd_pays(cv->m, a.ld, g) &&
+		   nnrt_winograd_3x3(cv->m, alpha, a.p, a.ld, x.p, g, beta, want.p, want.ld);
+#endif
+	if (!winograd)
+		nnrt_sgemm(0, transb, cv->m, n, k, alpha, a.p, a.ld, b, cols, beta, want.p, want.ld);
 	nnrt_sgemm_conv(transb, cv->m, n, k, alpha, a.p, a.ld, x.p, g, beta, c.p, c.ld);
 	nnrt_pool_set_threads(0);
 	if (memcmp(c.p, want.p, (size_t)(cv->m * c.ld) * sizeof *c.p) != 0)

@@ -1,0 +1,163 @@
+/*
+ * test_winograd.c: nnrt_winograd_3x3 against the convolution's definition
+ * summed in double, over channels and filters from 1 to past a block of 16,
+ * images from 1x1 to wider than one vector of tiles (odd, non-square), pads
+ * 0 to 2, alpha, beta 0 (C full of NaN), 1 and another, and leading
+ * dimensions wider than the rows. An error bound relative to the sum of the
+ * products' magnitudes, 1e-5, leaves rounding room and catches any
+ * misplaced tap, tile or lane. Padding of C holds a sentinel that must
+ * survive. Geometries it does not take (strides, dilation, other kernels)
+ * must return 0 with C untouched. Without AVX-512 the function takes nothing
+ * and the value tests are skipped.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "nnrt.h"
+
+static const float sentinel = 12345.0f;
+
+typedef struct Case {
+	int64_t c, h, w, p, m;
+	float alpha, beta;
+	int64_t lda_pad, ldc_pad;
+} Case;
+
+static float uniform(NnrtRng *r)
+{
+	return 2.0f * nnrt_rng_uniform(r) - 1.0f;
+}
+
+/* 1 when the case ran (AVX-512), 0 when the function took nothing */
+static int run_case(const Case *t, uint64_t seed)
+{
+	int64_t oh = t->h + 2 * t->p - 2, ow = t->w + 2 * t->p - 2, n = oh * ow, k = 9 * t->c;
+	int64_t lda = k + t->lda_pad, ldc = n + t->ldc_pad;
+	int64_t g[NNRT_CONV_GEOM] = {t->c, t->h, t->w, 3, 3, 1, 1, t->p, t->p, 1, 1, oh, ow};
+	NnrtRng r;
+	nnrt_rng_seed(&r, seed, 5);
+	float *a = malloc((size_t)(t->m * lda) * sizeof *a), *x = malloc((size_t)(t->c * t->h * t->w) * sizeof *x);
+	float *c = malloc((size_t)(t->m * ldc) * sizeof *c), *c0 = malloc((size_t)(t->m * ldc) * sizeof *c0);
+	assert_true(a && x && c && c0);
+	for (int64_t i = 0; i < t->m * lda; i++)
+		a[i] = i % lda < k ? uniform(&r) : NAN;
+	for (int64_t i = 0; i < t->c * t->h * t->w; i++)
+		x[i] = uniform(&r);
+	for (int64_t i = 0; i < t->m * ldc; i++)
+		c0[i] = i % ldc >= n ? sentinel : t->beta == 0.0f ? NAN : uniform(&r);
+	memcpy(c, c0, (size_t)(t->m * ldc) * sizeof *c);
+	int ran = nnrt_winograd_3x3(t->m, t->alpha, a, lda, x, g, t->beta, c, ldc);
+	for (int64_t f = 0; ran && f < t->m; f++) {
+		for (int64_t j = n; j < ldc; j++)
+			if (c[f * ldc + j] != sentinel)
+				fail_msg("c=%lld %lldx%lld p=%lld m=%lld: padding of C row %lld written", (long long)t->c,
+					 (long long)t->h, (long long)t->w, (long long)t->p, (long long)t->m, (long long)f);
+		for (int64_t oy = 0; oy < oh; oy++)
+			for (int64_t ox = 0; ox < ow; ox++) {
+				double sum = 0.0, mag = 0.0;
+				for (int64_t ci = 0; ci < t->c; ci++)
+					for (int ky = 0; ky < 3; ky++)
+						for (int kx = 0; kx < 3; kx++) {
+							int64_t iy = oy - t->p + ky, ix = ox - t->p + kx;
+							if (iy < 0 || iy >= t->h || ix < 0 || ix >= t->w)
+								continue;
+							double v = (double)a[f * lda + ci * 9 + ky * 3 + kx] *
+								   x[(ci * t->h + iy) * t->w + ix];
+							sum += v;
+							mag += fabs(v);
+						}
+				double old = t->beta == 0.0f ? 0.0 : (double)t->beta * c0[f * ldc + oy * ow + ox];
+				double want = t->alpha * sum + old, got = c[f * ldc + oy * ow + ox];
+				double bound = 1e-5 * (fabs(t->alpha) * mag + fabs(old)) + 1e-30;
+				if (!(fabs(got - want) <= bound))
+					fail_msg("c=%lld %lldx%lld p=%lld m=%lld alpha=%g beta=%g: C[%lld][%lld][%lld] = %.9g, "
+						 "want %.9g (bound %.3g)", (long long)t->c, (long long)t->h, (long long)t->w,
+						 (long long)t->p, (long long)t->m, t->alpha, t->beta, (long long)f,
+						 (long long)oy, (long long)ox, got, want, bound);
+			}
+	}
+	free(a);
+	free(x);
+	free(c);
+	free(c0);
+	return ran;
+}
+
+static void test_values(void **state)
+{
+	(void)state;
+	static const Case cases[] = {
+		/* c, h, w, p, m, alpha, beta, lda pad, ldc pad */
+		{16, 28, 28, 1, 16, 1.0f, 0.0f, 0, 0},		/* resnet_mini's 3x3 */
+		{16, 28, 28, 1, 16, 1.0f, 1.0f, 0, 0},		/* with a bias in C */
+		{24, 32, 32, 1, 8, 1.0f, 0.0f, 0, 0},		/* unet_tiny's last 3x3: 16 tiles a row */
+		{1, 1, 1, 1, 1, 1.0f, 0.0f, 0, 0},		/* one pixel, one tile, one output */
+		{3, 2, 2, 1, 5, 0.5f, -0.75f, 2, 3},
+		{5, 3, 3, 0, 3, 1.0f, 0.0f, 0, 1},		/* no pad: one output */
+		{4, 7, 9, 1, 17, 1.0f, 1.0f, 1, 2},		/* odd sizes, m past a block of 16 */
+		{20, 9, 8, 2, 33, -1.5f, 0.25f, 3, 0},	/* pad 2, blocks 16 + 16 + 1 */
+		{33, 31, 35, 1, 12, 1.0f, 0.0f, 0, 5},		/* 18 tiles a row: two vectors */
+		{2, 40, 33, 0, 4, 2.0f, 1.0f, 0, 0},		/* 16 tiles and a ragged output column */
+		{8, 5, 70, 1, 9, 1.0f, 0.0f, 0, 0},		/* 35 tiles a row: three vectors */
+	};
+	int ran = 0;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		ran += run_case(&cases[i], 100 + i);
+	if (!ran)
+		skip();
+	assert_int_equal(ran, (int)(sizeof cases / sizeof cases[0]));
+}
+
+/* strides, dilation, 5x5 and 3x1 kernels and an output size that does not
+ * follow from the image are not its to take: 0, and C untouched */
+static void test_declines(void **state)
+{
+	(void)state;
+	static const int64_t geoms[][NNRT_CONV_GEOM] = {
+		/* c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow */
+		{4, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 4, 4},
+		{4, 8, 8, 3, 3, 1, 1, 2, 2, 2, 2, 8, 8},
+		{4, 8, 8, 5, 5, 1, 1, 2, 2, 1, 1, 8, 8},
+		{4, 8, 8, 3, 1, 1, 1, 1, 0, 1, 1, 8, 8},
+		{4, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 7, 8},
+	};
+	float a[16 * 36] = {0}, x[4 * 64] = {0}, c[4 * 64];
+	for (size_t i = 0; i < sizeof geoms / sizeof geoms[0]; i++) {
+		for (int j = 0; j < 4 * 64; j++)
+			c[j] = sentinel;
+		assert_int_equal(nnrt_winograd_3x3(4, 1.0f, a, 36, x, geoms[i], 0.0f, c, 64), 0);
+		assert_int_equal(nnrt_winograd_pays(4, 36, geoms[i]), 0);
+		for (int j = 0; j < 4 * 64; j++)
+			assert_true(c[j] == sentinel);
+	}
+}
+
+/* where it pays: a few channels and filters, rows of tiles that fill their vectors */
+static void test_pays(void **state)
+{
+	(void)state;
+	int64_t g28[NNRT_CONV_GEOM] = {16, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 28, 28};
+	int64_t g8[NNRT_CONV_GEOM] = {16, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8};
+	int64_t g1[NNRT_CONV_GEOM] = {1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 28, 28};
+	assert_true(nnrt_winograd_pays(16, 144, g28));
+	assert_false(nnrt_winograd_pays(16, 144, g8));	/* 4 tiles a row: 3/4 of the lanes idle */
+	assert_false(nnrt_winograd_pays(16, 9, g1));	/* one channel */
+	assert_false(nnrt_winograd_pays(2, 144, g28));	/* two filters */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_declines),
+		cmocka_unit_test(test_pays),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
