@@ -1158,6 +1158,18 @@ static bool conv_implicit(const ConvGeom *g)
 	return !conv_direct(g) && group_k(g) >= 64 && g->small_w >= 16;
 }
 
+/* A 3x3 weight gradient of stride and dilation 1 with 16 channels and 16
+ * filters a group or more: the AVX-512 runtime computes it from the image by
+ * Winograd's algorithm (runtime/winograd.c, the same rule as
+ * nnrt_winograd_pays_dw), 1.3-1.7x its other paths; resnet_mini's 3x3s. The
+ * AVX2 runtime builds col per call for it, about 10% slower on those layers
+ * than this lowering's im2col (measured with the dot products' 16 rows). */
+static bool conv_winograd_dw(const ConvGeom *g)
+{
+	return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
+	       g->big_c / g->groups >= 16 && g->small_c / g->groups >= 16;
+}
+
 /* A weight gradient reads its implicit column matrix by dot products, each
  * row (a tap of a channel) the image shifted: the runtime needs stride 1 and
  * the output as wide as the image, and dot products pay up to 8 rows of dw
@@ -1166,7 +1178,8 @@ static bool conv_implicit(const ConvGeom *g)
  * (AVX2 runtime: unet_tiny 0.90x, resnet_mini 0.89x with 16 rows here). */
 static bool conv_implicit_dw(const ConvGeom *g)
 {
-	return !conv_direct(g) && g->sh == 1 && g->sw == 1 && g->small_w == g->big_w && g->small_c / g->groups <= 8;
+	return !conv_direct(g) && g->sh == 1 && g->sw == 1 &&
+	       ((g->small_w == g->big_w && g->small_c / g->groups <= 8) || conv_winograd_dw(g));
 }
 
 /* m with B the implicit column matrix of group gi of x[s]; a read-through concat

@@ -76,6 +76,12 @@ void nnrt_sgemm_conv(int transb, int64_t m, int64_t n, int64_t k, float alpha, c
 int nnrt_winograd_3x3(int64_t m, float alpha, const float *a, int64_t lda, const float *x, const int64_t *geom,
 		      float beta, float *c, int64_t ldc);
 int nnrt_winograd_pays(int64_t m, int64_t lda, const int64_t *geom);
+/* nnrt_sgemm_conv(1, m, 9 C, OH * OW, ...), a 3x3 convolution's weight
+ * gradient (a: m x OH * OW, lda apart), by the same algorithm; the same
+ * returns, and nnrt_sgemm_conv takes it where nnrt_winograd_pays_dw */
+int nnrt_winograd_3x3_dw(int64_t m, float alpha, const float *a, int64_t lda, const float *x,
+			 const int64_t *geom, float beta, float *c, int64_t ldc);
+int nnrt_winograd_pays_dw(int64_t m, const int64_t *geom);
 
 /* ---- data sets ----
  * A data set is held in memory as float inputs [count, in_elems] and targets:

@@ -1,14 +1,15 @@
 /*
- * test_winograd.c: nnrt_winograd_3x3 against the convolution's definition
- * summed in double, over channels and filters from 1 to past a block of 16,
- * images from 1x1 to wider than one vector of tiles (odd, non-square), pads
- * 0 to 2, alpha, beta 0 (C full of NaN), 1 and another, and leading
- * dimensions wider than the rows. An error bound relative to the sum of the
- * products' magnitudes, 1e-5, leaves rounding room and catches any
- * misplaced tap, tile or lane. Padding of C holds a sentinel that must
- * survive. Geometries it does not take (strides, dilation, other kernels)
- * must return 0 with C untouched. Without AVX-512 the function takes nothing
- * and the value tests are skipped.
+ * test_winograd.c: nnrt_winograd_3x3 and nnrt_winograd_3x3_dw (the weight
+ * gradient) against the convolution's definition summed in double, over
+ * channels and filters from 1 to past a block of 16, images from 1x1 to
+ * wider than one vector of tiles (odd, non-square; rows of up to 8 tiles
+ * share a vector with the next row's), pads 0 to 2, alpha, beta 0 (C full
+ * of NaN), 1 and another, and leading dimensions wider than the rows. An
+ * error bound relative to the sum of the products' magnitudes, 1e-5, leaves
+ * rounding room and catches any misplaced tap, tile or lane. Padding of C
+ * holds a sentinel that must survive. Geometries they do not take (strides,
+ * dilation, other kernels) must return 0 with C untouched. Without AVX-512
+ * they take nothing and the value tests are skipped.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -106,10 +107,93 @@ static void test_values(void **state)
 		{33, 31, 35, 1, 12, 1.0f, 0.0f, 0, 5},		/* 18 tiles a row: two vectors */
 		{2, 40, 33, 0, 4, 2.0f, 1.0f, 0, 0},		/* 16 tiles and a ragged output column */
 		{8, 5, 70, 1, 9, 1.0f, 0.0f, 0, 0},		/* 35 tiles a row: three vectors */
+		{8, 16, 16, 1, 16, 1.0f, 1.0f, 0, 0},		/* 8 tiles a row: two rows a vector */
+		{6, 13, 14, 1, 7, 1.0f, 0.0f, 0, 2},		/* 7 rows of 7 tiles: the last vector half empty */
 	};
 	int ran = 0;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		ran += run_case(&cases[i], 100 + i);
+	if (!ran)
+		skip();
+	assert_int_equal(ran, (int)(sizeof cases / sizeof cases[0]));
+}
+
+/* nnrt_winograd_3x3_dw, the weight gradient: C[f][c * 9 + tap] = alpha *
+ * sum over the outputs of dy[f][o] x[c][o + tap] + beta * C; a holds dy */
+static int run_case_dw(const Case *t, uint64_t seed)
+{
+	int64_t oh = t->h + 2 * t->p - 2, ow = t->w + 2 * t->p - 2, n = oh * ow, k = 9 * t->c;
+	int64_t lda = n + t->lda_pad, ldc = k + t->ldc_pad;
+	int64_t g[NNRT_CONV_GEOM] = {t->c, t->h, t->w, 3, 3, 1, 1, t->p, t->p, 1, 1, oh, ow};
+	NnrtRng r;
+	nnrt_rng_seed(&r, seed, 6);
+	float *dy = malloc((size_t)(t->m * lda) * sizeof *dy), *x = malloc((size_t)(t->c * t->h * t->w) * sizeof *x);
+	float *c = malloc((size_t)(t->m * ldc) * sizeof *c), *c0 = malloc((size_t)(t->m * ldc) * sizeof *c0);
+	assert_true(dy && x && c && c0);
+	for (int64_t i = 0; i < t->m * lda; i++)
+		dy[i] = i % lda < n ? uniform(&r) : NAN;
+	for (int64_t i = 0; i < t->c * t->h * t->w; i++)
+		x[i] = uniform(&r);
+	for (int64_t i = 0; i < t->m * ldc; i++)
+		c0[i] = i % ldc >= k ? sentinel : t->beta == 0.0f ? NAN : uniform(&r);
+	memcpy(c, c0, (size_t)(t->m * ldc) * sizeof *c);
+	int ran = nnrt_winograd_3x3_dw(t->m, t->alpha, dy, lda, x, g, t->beta, c, ldc);
+	for (int64_t f = 0; ran && f < t->m; f++) {
+		for (int64_t j = k; j < ldc; j++)
+			if (c[f * ldc + j] != sentinel)
+				fail_msg("dw c=%lld %lldx%lld p=%lld m=%lld: padding of C row %lld written",
+					 (long long)t->c, (long long)t->h, (long long)t->w, (long long)t->p,
+					 (long long)t->m, (long long)f);
+		for (int64_t j = 0; j < k; j++) {
+			int64_t ci = j / 9, ky = j % 9 / 3, kx = j % 3;
+			double sum = 0.0, mag = 0.0;
+			for (int64_t oy = 0; oy < oh; oy++)
+				for (int64_t ox = 0; ox < ow; ox++) {
+					int64_t iy = oy - t->p + ky, ix = ox - t->p + kx;
+					if (iy < 0 || iy >= t->h || ix < 0 || ix >= t->w)
+						continue;
+					double v = (double)dy[f * lda + oy * ow + ox] * x[(ci * t->h + iy) * t->w + ix];
+					sum += v;
+					mag += fabs(v);
+				}
+			double old = t->beta == 0.0f ? 0.0 : (double)t->beta * c0[f * ldc + j];
+			double want = t->alpha * sum + old, got = c[f * ldc + j];
+			double bound = 1e-5 * (fabs(t->alpha) * mag + fabs(old)) + 1e-30;
+			if (!(fabs(got - want) <= bound))
+				fail_msg("dw c=%lld %lldx%lld p=%lld m=%lld alpha=%g beta=%g: C[%lld][%lld] = %.9g, want "
+					 "%.9g (bound %.3g)", (long long)t->c, (long long)t->h, (long long)t->w,
+					 (long long)t->p, (long long)t->m, t->alpha, t->beta, (long long)f, (long long)j,
+					 got, want, bound);
+		}
+	}
+	free(dy);
+	free(x);
+	free(c);
+	free(c0);
+	return ran;
+}
+
+/* filters and channels past a block of 16 and below it, both ways of
+ * putting them in lanes, and the forward cases' images */
+static void test_weight_gradient(void **state)
+{
+	(void)state;
+	static const Case cases[] = {
+		/* c, h, w, p, m, alpha, beta, lda pad, ldc pad */
+		{16, 28, 28, 1, 16, 1.0f, 0.0f, 0, 0},		/* resnet_mini's 3x3 */
+		{16, 28, 28, 1, 16, 1.0f, 1.0f, 0, 0},		/* summed over samples */
+		{24, 32, 32, 1, 8, 1.0f, 0.0f, 0, 0},		/* 8 filters: channels in the lanes */
+		{1, 1, 1, 1, 1, 1.0f, 0.0f, 0, 0},
+		{3, 2, 2, 1, 5, 0.5f, -0.75f, 2, 3},
+		{5, 3, 3, 0, 3, 1.0f, 0.0f, 0, 1},
+		{4, 7, 9, 1, 17, 1.0f, 1.0f, 1, 2},
+		{20, 9, 8, 2, 33, -1.5f, 0.25f, 3, 0},
+		{33, 31, 35, 1, 12, 1.0f, 0.0f, 0, 5},
+		{17, 13, 14, 1, 18, 1.0f, 0.0f, 0, 2},
+	};
+	int ran = 0;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		ran += run_case_dw(&cases[i], 200 + i);
 	if (!ran)
 		skip();
 	assert_int_equal(ran, (int)(sizeof cases / sizeof cases[0]));
@@ -134,6 +218,8 @@ static void test_declines(void **state)
 			c[j] = sentinel;
 		assert_int_equal(nnrt_winograd_3x3(4, 1.0f, a, 36, x, geoms[i], 0.0f, c, 64), 0);
 		assert_int_equal(nnrt_winograd_pays(4, 36, geoms[i]), 0);
+		assert_int_equal(nnrt_winograd_3x3_dw(4, 1.0f, x, 64, x, geoms[i], 0.0f, c, 64), 0);
+		assert_int_equal(nnrt_winograd_pays_dw(16, geoms[i]), 0);
 		for (int j = 0; j < 4 * 64; j++)
 			assert_true(c[j] == sentinel);
 	}
@@ -144,18 +230,26 @@ static void test_pays(void **state)
 {
 	(void)state;
 	int64_t g28[NNRT_CONV_GEOM] = {16, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 28, 28};
+	int64_t g16[NNRT_CONV_GEOM] = {16, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16, 16};
 	int64_t g8[NNRT_CONV_GEOM] = {16, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8};
 	int64_t g1[NNRT_CONV_GEOM] = {1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 28, 28};
 	assert_true(nnrt_winograd_pays(16, 144, g28));
-	assert_false(nnrt_winograd_pays(16, 144, g8));	/* 4 tiles a row: 3/4 of the lanes idle */
+	assert_true(nnrt_winograd_pays(16, 144, g16));	/* two rows of 8 tiles a vector */
+	assert_false(nnrt_winograd_pays(16, 144, g8));	/* two rows of 4 tiles: half the lanes idle */
 	assert_false(nnrt_winograd_pays(16, 9, g1));	/* one channel */
 	assert_false(nnrt_winograd_pays(2, 144, g28));	/* two filters */
+	int64_t g16c8[NNRT_CONV_GEOM] = {8, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16, 16};
+	assert_true(nnrt_winograd_pays_dw(16, g28));
+	assert_true(nnrt_winograd_pays_dw(16, g8));	/* a weight gradient sums over tiles, not lanes */
+	assert_false(nnrt_winograd_pays_dw(8, g28));	/* 8 filters */
+	assert_false(nnrt_winograd_pays_dw(16, g16c8));	/* 8 channels */
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_weight_gradient),
 		cmocka_unit_test(test_declines),
 		cmocka_unit_test(test_pays),
 	};
