@@ -56,6 +56,11 @@ RUNTIME_LIB := $(BUILD)/libnnrt.a
 RUNTIME_TESTS := $(patsubst tests/runtime/%.c,%,$(wildcard tests/runtime/test_*.c))
 # test_gemm runs twice: against the runtime's kernel and against the portable one
 RUNTIME_TESTS += test_gemm_portable
+# on x86-64, test_winograd runs twice too: with the runtime's ISA and with
+# winograd.c built for AVX2 (it skips itself on a CPU without AVX2 and FMA)
+ifeq ($(shell uname -m),x86_64)
+RUNTIME_TESTS += test_winograd_avx2
+endif
 
 .PHONY: all deps test test-plain test-san unit runtime-tests golden torch robust suite e2e demo clean bench-frontend \
         bench-gemm bench test-blas openblas-dev FORCE \
@@ -130,6 +135,16 @@ $(BUILD)/tests/runtime/test_gemm_portable: tests/runtime/test_gemm.c $(BUILD)/ru
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DNNRT_GEMM_PORTABLE -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $< \
 		$(BUILD)/runtime/gemm_portable.o $(RUNTIME_LIB) -lcmocka -lz -lm
+
+$(BUILD)/runtime/winograd_avx2.o: runtime/winograd.c runtime/nnrt.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -mavx2 -mfma -c -o $@ $<
+
+# the AVX2 object comes first, so the library's winograd.o is not linked
+$(BUILD)/tests/runtime/test_winograd_avx2: tests/runtime/test_winograd.c $(BUILD)/runtime/winograd_avx2.o $(RUNTIME_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DNNRT_TEST_AVX2 -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $< \
+		$(BUILD)/runtime/winograd_avx2.o $(RUNTIME_LIB) -lcmocka -lz -lm
 
 -include $(wildcard $(BUILD)/compiler/*.d $(BUILD)/compiler/passes/*.d $(BUILD)/runtime/*.d)
 

@@ -247,7 +247,7 @@ static void conv_table(int reps, const char *only)
 {
 	printf("\nconvolution forward, 1 thread, us per call: im2col into memory (as nnc lowers it) + nnrt_sgemm "
 	       "against nnrt_sgemm_conv, one image again and again (hot in cache; in training, with each "
-	       "sample's image new, the forward convolutions' gain was within noise). With AVX-512, "
+	       "sample's image new, the forward convolutions' gain was within noise). With AVX2 or AVX-512, "
 	       "nnrt_sgemm_conv computes these 3x3s by Winograd's F(2x2, 3x3) (runtime/winograd.c)\n\n"
 	       "| shape | m | n | k | im2col + sgemm | sgemm_conv | ratio |\n"
 	       "|---|--:|--:|--:|--:|--:|--:|\n");

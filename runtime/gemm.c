@@ -1613,7 +1613,7 @@ void nnrt_sgemm_conv(int transb, int64_t m, int64_t n, int64_t k, float alpha, c
 		      ldc >= n && nnrt_winograd_pays_dw(m, geom) &&
 		      nnrt_winograd_3x3_dw(m, alpha, a, lda, x, geom, beta, c, ldc)))
 			native_sgemm_conv_t(m, n, k, alpha, a, lda, x, geom, beta, c, ldc);
-	} else if (!(GEMM_AVX512 && k == 9 * geom[NNRT_CONV_C] && ldc >= n && nnrt_winograd_pays(m, lda, geom) &&
+	} else if (!(GEMM_AVX2 && k == 9 * geom[NNRT_CONV_C] && ldc >= n && nnrt_winograd_pays(m, lda, geom) &&
 		   nnrt_winograd_3x3(m, alpha, a, lda, x, geom, beta, c, ldc)))
 		native_sgemm_conv(m, n, k, alpha, a, lda, x, geom, beta, c, ldc);
 }

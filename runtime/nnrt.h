@@ -71,14 +71,15 @@ void nnrt_sgemm_conv(int transb, int64_t m, int64_t n, int64_t k, float alpha, c
 /* nnrt_sgemm_conv(0, m, OH * OW, 9 C, ...) for a 3x3 convolution of stride
  * and dilation 1 by Winograd's F(2x2, 3x3) (runtime/winograd.c): the same
  * product up to rounding, not bitwise. Returns 0, computing nothing, for
- * other geometries, without AVX-512 or without memory. nnrt_sgemm_conv takes
+ * other geometries, without AVX2 or without memory. nnrt_sgemm_conv takes
  * this path where nnrt_winograd_pays. */
 int nnrt_winograd_3x3(int64_t m, float alpha, const float *a, int64_t lda, const float *x, const int64_t *geom,
 		      float beta, float *c, int64_t ldc);
 int nnrt_winograd_pays(int64_t m, int64_t lda, const int64_t *geom);
 /* nnrt_sgemm_conv(1, m, 9 C, OH * OW, ...), a 3x3 convolution's weight
  * gradient (a: m x OH * OW, lda apart), by the same algorithm; the same
- * returns, and nnrt_sgemm_conv takes it where nnrt_winograd_pays_dw */
+ * returns (AVX-512 only), and nnrt_sgemm_conv takes it where
+ * nnrt_winograd_pays_dw */
 int nnrt_winograd_3x3_dw(int64_t m, float alpha, const float *a, int64_t lda, const float *x,
 			 const int64_t *geom, float beta, float *c, int64_t ldc);
 int nnrt_winograd_pays_dw(int64_t m, const int64_t *geom);

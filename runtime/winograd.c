@@ -18,9 +18,9 @@
  * and halvings only, so the result differs from the direct sum by rounding
  * alone (tests/runtime/test_winograd.c bounds it).
  *
- * Layout: a vector holds 16 tiles, lanes 0-7 and 8-15 two runs of 8 along a
- * row of tiles (Tiles): the next 8 of the same row, or in rows of at most 8
- * tiles the next row, so 16x16 outputs fill their vectors too. A run's
+ * Layout (AVX-512): a vector holds 16 tiles, lanes 0-7 and 8-15 two runs of
+ * 8 along a row of tiles (Tiles): the next 8 of the same row, or in rows of
+ * at most 8 tiles the next row, so 16x16 outputs fill their vectors too. A run's
  * patch row is the image row's columns 2 tx - PW + j, j = 0..3: masked loads
  * (columns outside the image read as zeros without being touched) and a
  * permute pick the even or odd ones. Per vector of tiles, the input
@@ -33,8 +33,9 @@
  * The weight gradient (nnrt_winograd_3x3_dw) runs the adjoints the other
  * way round; see "The weight gradient" below.
  *
- * Only with AVX-512 (nnrt_winograd_3x3 returns 0 elsewhere, and the direct
- * GEMM computes the product). Results depend on the geometry alone, not on
+ * With AVX-512, 16 tiles a vector; with AVX2, 8 (halves of 4). The weight
+ * gradient needs AVX-512. Elsewhere the functions return 0 and the GEMM
+ * computes the product. Results depend on the geometry alone, not on
  * threads: a call runs on its caller's thread.
  */
 #include <stdint.h>
@@ -44,79 +45,192 @@
 
 static int applies(int64_t m, int64_t lda, const int64_t *g);
 
-enum { LANES = 16, XI = 16, FB = 16 };	/* tiles a vector, transformed elements, filters a block */
+#if defined(__AVX512F__) && defined(__AVX512VL__) && !defined(NNRT_GEMM_PORTABLE)
+#define WINO_VEC 16
+#elif defined(__AVX2__) && defined(__FMA__) && !defined(NNRT_GEMM_PORTABLE)
+#define WINO_VEC 8
+#else
+#define WINO_VEC 0
+#endif
 
-/* rows of at most 8 tiles share a vector with the next row's */
+/* tiles a vector (16 with AVX-512, 8 with AVX2), transformed elements, filters a block */
+enum { LANES = WINO_VEC ? WINO_VEC : 16, XI = 16, FB = LANES };
+
+/* rows of at most half a vector of tiles share a vector with the next row's */
 static int narrow(int64_t tw)
 {
 	return tw <= LANES / 2;
 }
 
-#if defined(__AVX512F__) && defined(__AVX512VL__) && !defined(NNRT_GEMM_PORTABLE)
+#if WINO_VEC
 #include <immintrin.h>
+
+/*
+ * The few vector operations the transforms need, for the two widths. A
+ * "half" is LANES / 2 tiles: even and odd take a half's even (odd) elements
+ * from each of two vectors, zip_lo and zip_hi put two vectors' halves back
+ * side by side, element by element. Masked loads never touch, and read as
+ * 0, the lanes outside their mask.
+ */
+#if WINO_VEC == 16
+typedef __m512 Vec;
+typedef __mmask16 Lanes;
+static inline Vec v_zero(void) { return _mm512_setzero_ps(); }
+static inline Vec v_set1(float x) { return _mm512_set1_ps(x); }
+static inline Vec v_add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+static inline Vec v_sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
+static inline Vec v_mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+static inline Vec v_fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+static inline Vec v_load(const float *p) { return _mm512_load_ps(p); }
+static inline void v_store(float *p, Vec v) { _mm512_store_ps(p, v); }
+static inline int v_none(Lanes k) { return k == 0; }
+static inline Vec v_load_in(Lanes k, const float *p) { return _mm512_maskz_loadu_ps(k, p); }
+static inline void v_store_in(float *p, Lanes k, Vec v) { _mm512_mask_storeu_ps(p, k, v); }
+
+/* lanes l with lo <= l < hi */
+static inline Lanes v_span(int64_t lo, int64_t hi)
+{
+	return hi <= lo ? 0 : (Lanes)(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+static inline Vec v_even(Vec a, Vec b)
+{
+	return _mm512_permutex2var_ps(a, _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0), b);
+}
+
+static inline Vec v_odd(Vec a, Vec b)
+{
+	return _mm512_permutex2var_ps(a, _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1), b);
+}
+
+static inline Vec v_zip_lo(Vec a, Vec b)
+{
+	return _mm512_permutex2var_ps(a, _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0), b);
+}
+
+static inline Vec v_zip_hi(Vec a, Vec b)
+{
+	return _mm512_permutex2var_ps(a, _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8), b);
+}
+
+/* lanes l < count: base[l * stride], the others 0 */
+static inline Vec v_gather(const float *base, int64_t stride, int64_t count)
+{
+	__m512i at = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+					_mm512_set1_epi32((int)stride));
+	return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), v_span(0, count < LANES ? count : LANES), at, base, 4);
+}
+#else
+typedef __m256 Vec;
+typedef __m256i Lanes;
+static inline Vec v_zero(void) { return _mm256_setzero_ps(); }
+static inline Vec v_set1(float x) { return _mm256_set1_ps(x); }
+static inline Vec v_add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
+static inline Vec v_sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
+static inline Vec v_mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
+static inline Vec v_fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+static inline Vec v_load(const float *p) { return _mm256_load_ps(p); }
+static inline void v_store(float *p, Vec v) { _mm256_store_ps(p, v); }
+static inline int v_none(Lanes k) { return _mm256_testz_si256(k, k); }
+static inline Vec v_load_in(Lanes k, const float *p) { return _mm256_maskload_ps(p, k); }
+static inline void v_store_in(float *p, Lanes k, Vec v) { _mm256_maskstore_ps(p, k, v); }
+
+static inline Lanes v_span(int64_t lo, int64_t hi)
+{
+	__m256i l = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+	lo = lo < 0 ? 0 : lo > 8 ? 8 : lo;
+	hi = hi < 0 ? 0 : hi > 8 ? 8 : hi;
+	return _mm256_and_si256(_mm256_cmpgt_epi32(l, _mm256_set1_epi32((int)lo - 1)),
+				_mm256_cmpgt_epi32(_mm256_set1_epi32((int)hi), l));
+}
+
+/* a's even elements, then b's: shuffle within 128-bit lanes, then order the 64-bit pairs */
+static inline Vec v_even(Vec a, Vec b)
+{
+	return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
+}
+
+static inline Vec v_odd(Vec a, Vec b)
+{
+	return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8));
+}
+
+static inline Vec v_zip_lo(Vec a, Vec b)
+{
+	return _mm256_permute2f128_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b), 0x20);
+}
+
+static inline Vec v_zip_hi(Vec a, Vec b)
+{
+	return _mm256_permute2f128_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b), 0x31);
+}
+
+static inline Vec v_gather(const float *base, int64_t stride, int64_t count)
+{
+	__m256i at = _mm256_mullo_epi32(_mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0), _mm256_set1_epi32((int)stride));
+	return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, at,
+					_mm256_castsi256_ps(v_span(0, count < LANES ? count : LANES)), 4);
+}
+#endif
+
+/* lanes l with 0 <= col + l < w */
+static inline Lanes inside(int64_t col, int64_t w)
+{
+	int64_t lo = col < 0 ? -col : 0, hi = w - col < LANES ? w - col : LANES;
+	return v_span(lo, hi);
+}
 
 /* U[xi][c][f] (f padded to mp) = (G g Gt)[xi] for g = a[f * lda + c * 9 ..] */
 static void filter_transform(int64_t m, int64_t mp, int64_t ch, const float *a, int64_t lda, float *u)
 {
-	for (int64_t f0 = 0; f0 < mp; f0 += LANES) {
-		__mmask16 in = m - f0 >= LANES ? 0xffff : (__mmask16)((1u << (m - f0)) - 1);
-		__m512i at = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-						 _mm512_set1_epi32((int)lda));
+	Vec half = v_set1(0.5f);
+	for (int64_t f0 = 0; f0 < mp; f0 += LANES)
 		for (int64_t c = 0; c < ch; c++) {
 			const float *base = a + f0 * lda + c * 9;
-			__m512 g[9];
+			Vec g[9];
 #pragma GCC unroll 9
 			for (int t = 0; t < 9; t++)
-				g[t] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), in, at, base + t, 4);
+				g[t] = v_gather(base + t, lda, m - f0);
 			/* t = G g (4 x 3), then u = t Gt (4 x 4) */
-			__m512 half = _mm512_set1_ps(0.5f), t4[4][3];
+			Vec t4[4][3];
 #pragma GCC unroll 3
 			for (int j = 0; j < 3; j++) {
-				__m512 g0 = g[j], g1 = g[3 + j], g2 = g[6 + j], s = _mm512_add_ps(g0, g2);
+				Vec g0 = g[j], g1 = g[3 + j], g2 = g[6 + j], s = v_add(g0, g2);
 				t4[0][j] = g0;
-				t4[1][j] = _mm512_mul_ps(half, _mm512_add_ps(s, g1));
-				t4[2][j] = _mm512_mul_ps(half, _mm512_sub_ps(s, g1));
+				t4[1][j] = v_mul(half, v_add(s, g1));
+				t4[2][j] = v_mul(half, v_sub(s, g1));
 				t4[3][j] = g2;
 			}
 #pragma GCC unroll 4
 			for (int i = 0; i < 4; i++) {
-				__m512 s = _mm512_add_ps(t4[i][0], t4[i][2]);
-				__m512 r[4] = {t4[i][0], _mm512_mul_ps(half, _mm512_add_ps(s, t4[i][1])),
-					       _mm512_mul_ps(half, _mm512_sub_ps(s, t4[i][1])), t4[i][2]};
+				Vec s = v_add(t4[i][0], t4[i][2]);
+				Vec r[4] = {t4[i][0], v_mul(half, v_add(s, t4[i][1])), v_mul(half, v_sub(s, t4[i][1])),
+					    t4[i][2]};
 #pragma GCC unroll 4
 				for (int j = 0; j < 4; j++)
-					_mm512_storeu_ps(u + ((i * 4 + j) * ch + c) * mp + f0, r[j]);
+					v_store(u + ((i * 4 + j) * ch + c) * mp + f0, r[j]);
 			}
 		}
-	}
-}
-
-/* lanes l with 0 <= col + l < w */
-static inline __mmask16 inside(int64_t col, int64_t w)
-{
-	int64_t lo = col < 0 ? -col : 0, hi = w - col < LANES ? w - col : LANES;
-	if (hi <= lo)
-		return 0;
-	return (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
 }
 
 /*
- * The 16 tiles of a vector, as two halves of 8: lanes 0-7 are tiles (ty[0],
- * tx[0] + l), lanes 8-15 tiles (ty[1], tx[1] + l - 8). In a row of more than
- * 8 tiles the second half is the next 8 of the same row; in a narrower one
- * (16x16 outputs), the next row of tiles, so the lanes stay busy.
+ * The tiles of a vector, as two halves of LANES / 2: lanes 0 .. LANES/2 - 1
+ * are tiles (ty[0], tx[0] + l), the others tiles (ty[1], tx[1] + l -
+ * LANES/2). In a row of more than LANES / 2 tiles the second half is the
+ * next tiles of the same row; in a narrower one (16x16 outputs with
+ * AVX-512), the next row of tiles, so the lanes stay busy.
  */
 typedef struct Tiles {
 	int64_t ty[2], tx[2];
 } Tiles;
 
-/* 16 floats of row iy from column col, zero outside the image */
-static inline __attribute__((always_inline)) __m512 image_row(const float *plane, int64_t h, int64_t w, int64_t iy,
-							       int64_t col)
+/* LANES floats of row iy from column col, zero outside the image */
+static inline __attribute__((always_inline)) Vec image_row(const float *plane, int64_t h, int64_t w, int64_t iy,
+							    int64_t col)
 {
 	if (iy < 0 || iy >= h)
-		return _mm512_setzero_ps();
-	return _mm512_maskz_loadu_ps(inside(col, w), plane + iy * w + col);
+		return v_zero();
+	return v_load_in(inside(col, w), plane + iy * w + col);
 }
 
 /* V[xi][c][lane] = (Bt d B)[xi] for each lane's tile: d[r][j] = x[c][2 ty - PH + r][2 tx - PW + j] */
@@ -125,30 +239,25 @@ static void input_transform(const float *x, const int64_t *geom, const Tiles *t,
 	int64_t ch = geom[NNRT_CONV_C], h = geom[NNRT_CONV_H], w = geom[NNRT_CONV_W];
 	int64_t iy0 = 2 * t->ty[0] - geom[NNRT_CONV_PH], iy1 = 2 * t->ty[1] - geom[NNRT_CONV_PH];
 	int64_t col0 = 2 * t->tx[0] - geom[NNRT_CONV_PW], col1 = 2 * t->tx[1] - geom[NNRT_CONV_PW];
-	/* lane l < 8 of a permute takes element 2 l (+ 1) of the first source, lane l >= 8 element 2 (l - 8) (+ 1) of the second */
-	const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-	const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
 	for (int64_t c = 0; c < ch; c++) {
 		const float *plane = x + c * h * w;
-		__m512 e[4][4];	/* (d B) row by row */
+		Vec e[4][4];	/* (d B) row by row */
 #pragma GCC unroll 4
 		for (int r = 0; r < 4; r++) {
-			__m512 lo = image_row(plane, h, w, iy0 + r, col0), hi = image_row(plane, h, w, iy1 + r, col1);
-			__m512 lo2 = image_row(plane, h, w, iy0 + r, col0 + 2);
-			__m512 hi2 = image_row(plane, h, w, iy1 + r, col1 + 2);
-			__m512 d0 = _mm512_permutex2var_ps(lo, even, hi), d1 = _mm512_permutex2var_ps(lo, odd, hi);
-			__m512 d2 = _mm512_permutex2var_ps(lo2, even, hi2), d3 = _mm512_permutex2var_ps(lo2, odd, hi2);
-			e[r][0] = _mm512_sub_ps(d0, d2);
-			e[r][1] = _mm512_add_ps(d1, d2);
-			e[r][2] = _mm512_sub_ps(d2, d1);
-			e[r][3] = _mm512_sub_ps(d1, d3);
+			Vec lo = image_row(plane, h, w, iy0 + r, col0), hi = image_row(plane, h, w, iy1 + r, col1);
+			Vec lo2 = image_row(plane, h, w, iy0 + r, col0 + 2), hi2 = image_row(plane, h, w, iy1 + r, col1 + 2);
+			Vec d0 = v_even(lo, hi), d1 = v_odd(lo, hi), d2 = v_even(lo2, hi2), d3 = v_odd(lo2, hi2);
+			e[r][0] = v_sub(d0, d2);
+			e[r][1] = v_add(d1, d2);
+			e[r][2] = v_sub(d2, d1);
+			e[r][3] = v_sub(d1, d3);
 		}
 #pragma GCC unroll 4
 		for (int j = 0; j < 4; j++) {
-			_mm512_store_ps(v + ((0 * 4 + j) * ch + c) * LANES, _mm512_sub_ps(e[0][j], e[2][j]));
-			_mm512_store_ps(v + ((1 * 4 + j) * ch + c) * LANES, _mm512_add_ps(e[1][j], e[2][j]));
-			_mm512_store_ps(v + ((2 * 4 + j) * ch + c) * LANES, _mm512_sub_ps(e[2][j], e[1][j]));
-			_mm512_store_ps(v + ((3 * 4 + j) * ch + c) * LANES, _mm512_sub_ps(e[1][j], e[3][j]));
+			v_store(v + ((0 * 4 + j) * ch + c) * LANES, v_sub(e[0][j], e[2][j]));
+			v_store(v + ((1 * 4 + j) * ch + c) * LANES, v_add(e[1][j], e[2][j]));
+			v_store(v + ((2 * 4 + j) * ch + c) * LANES, v_sub(e[2][j], e[1][j]));
+			v_store(v + ((3 * 4 + j) * ch + c) * LANES, v_sub(e[1][j], e[3][j]));
 		}
 	}
 }
@@ -158,78 +267,65 @@ static inline __attribute__((always_inline)) void products(int nf, int64_t ch, i
 							   const float *v, float *mb)
 {
 	for (int xi = 0; xi < XI; xi++) {
-		__m512 acc[FB];
+		Vec acc[FB];
 #pragma GCC unroll 16
 		for (int f = 0; f < nf; f++)
-			acc[f] = _mm512_setzero_ps();
+			acc[f] = v_zero();
 		const float *ux = u + xi * ch * mp, *vx = v + xi * ch * LANES;
 		for (int64_t c = 0; c < ch; c++) {
-			__m512 b = _mm512_load_ps(vx + c * LANES);
+			Vec b = v_load(vx + c * LANES);
 #pragma GCC unroll 16
 			for (int f = 0; f < nf; f++)
-				acc[f] = _mm512_fmadd_ps(_mm512_set1_ps(ux[c * mp + f]), b, acc[f]);
+				acc[f] = v_fma(v_set1(ux[c * mp + f]), b, acc[f]);
 		}
 #pragma GCC unroll 16
 		for (int f = 0; f < nf; f++)
-			_mm512_store_ps(mb + (xi * FB + f) * LANES, acc[f]);
+			v_store(mb + (xi * FB + f) * LANES, acc[f]);
 	}
 }
 
-static void products_16(int64_t ch, int64_t mp, const float *u, const float *v, float *mb)
-{
-	products(16, ch, mp, u, v, mb);
-}
+#define PRODUCTS(NF)                                                                              \
+	static void products_##NF(int64_t ch, int64_t mp, const float *u, const float *v, float *mb) \
+	{                                                                                         \
+		products(NF, ch, mp, u, v, mb);                                                   \
+	}
+#if WINO_VEC == 16
+PRODUCTS(16)
+#endif
+PRODUCTS(8)
+PRODUCTS(4)
+PRODUCTS(1)
 
-static void products_8(int64_t ch, int64_t mp, const float *u, const float *v, float *mb)
-{
-	products(8, ch, mp, u, v, mb);
-}
-
-static void products_4(int64_t ch, int64_t mp, const float *u, const float *v, float *mb)
-{
-	products(4, ch, mp, u, v, mb);
-}
-
-static void products_1(int64_t ch, int64_t mp, const float *u, const float *v, float *mb)
-{
-	products(1, ch, mp, u, v, mb);
-}
-
-/* the outputs of one filter's tiles t (a half's 16 columns of each of its rows
- * 2 ty, 2 ty + 1 inside OH x OW) in its plane c: alpha * (At M A) + beta * c */
+/* the outputs of one filter's tiles t (a half's LANES columns of each of its
+ * rows 2 ty, 2 ty + 1 inside OH x OW) in its plane c: alpha * (At M A) + beta * c */
 static void output_transform(const float *mf, float alpha, float beta, float *c, int64_t oh, int64_t ow,
 			     const Tiles *t)
 {
-	/* lane 2 l (+ 1) of a permute: lane l of the first (second) source, of the second half's lanes for hi */
-	const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-	const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
-	__m512 s[4][2];	/* (M A) row by row */
+	Vec s[4][2];	/* (M A) row by row */
 #pragma GCC unroll 4
 	for (int i = 0; i < 4; i++) {
-		__m512 m0 = _mm512_load_ps(mf + (i * 4 + 0) * FB * LANES), m1 = _mm512_load_ps(mf + (i * 4 + 1) * FB * LANES);
-		__m512 m2 = _mm512_load_ps(mf + (i * 4 + 2) * FB * LANES), m3 = _mm512_load_ps(mf + (i * 4 + 3) * FB * LANES);
-		s[i][0] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-		s[i][1] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+		Vec m0 = v_load(mf + (i * 4 + 0) * FB * LANES), m1 = v_load(mf + (i * 4 + 1) * FB * LANES);
+		Vec m2 = v_load(mf + (i * 4 + 2) * FB * LANES), m3 = v_load(mf + (i * 4 + 3) * FB * LANES);
+		s[i][0] = v_add(v_add(m0, m1), m2);
+		s[i][1] = v_sub(v_sub(m1, m2), m3);
 	}
-	__m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+	Vec va = v_set1(alpha), vb = v_set1(beta);
 #pragma GCC unroll 2
 	for (int r = 0; r < 2; r++) {
-		__m512 y0 = r ? _mm512_sub_ps(_mm512_sub_ps(s[1][0], s[2][0]), s[3][0])
-			      : _mm512_add_ps(_mm512_add_ps(s[0][0], s[1][0]), s[2][0]);
-		__m512 y1 = r ? _mm512_sub_ps(_mm512_sub_ps(s[1][1], s[2][1]), s[3][1])
-			      : _mm512_add_ps(_mm512_add_ps(s[0][1], s[1][1]), s[2][1]);
-		__m512 half[2] = {_mm512_permutex2var_ps(y0, lo, y1), _mm512_permutex2var_ps(y0, hi, y1)};
+		Vec y0 = r ? v_sub(v_sub(s[1][0], s[2][0]), s[3][0]) : v_add(v_add(s[0][0], s[1][0]), s[2][0]);
+		Vec y1 = r ? v_sub(v_sub(s[1][1], s[2][1]), s[3][1]) : v_add(v_add(s[0][1], s[1][1]), s[2][1]);
+		Vec half[2] = {v_zip_lo(y0, y1), v_zip_hi(y0, y1)};
 #pragma GCC unroll 2
 		for (int q = 0; q < 2; q++) {
 			int64_t oy = 2 * t->ty[q] + r, ox = 2 * t->tx[q];
-			__mmask16 k = inside(ox, ow);
-			if (oy >= oh || !k)
+			Lanes k = inside(ox, ow);
+			if (oy >= oh || v_none(k))
 				continue;
 			float *out = c + oy * ow + ox;
-			__m512 y = _mm512_mul_ps(va, half[q]);
+			Vec y = v_mul(va, half[q]);
 			if (beta != 0.0f)
-				y = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k, out), y);
-			_mm512_mask_storeu_ps(out, k, y);
+				y = v_fma(vb, v_load_in(k, out), y);
+			v_store_in(out, k, y);
 		}
 	}
 }
@@ -254,11 +350,14 @@ int nnrt_winograd_3x3(int64_t m, float alpha, const float *a, int64_t lda, const
 			input_transform(x, geom, &t, v);
 			for (int64_t f0 = 0; f0 < m;) {
 				int64_t left = m - f0;
-				int nf = left >= 16 ? 16 : left >= 8 ? 8 : left >= 4 ? 4 : 1;
+				int nf = left >= FB ? FB : left >= 8 ? 8 : left >= 4 ? 4 : 1;
 				const float *uf = u + f0;
+#if WINO_VEC == 16
 				if (nf == 16)
 					products_16(ch, mp, uf, v, mb);
-				else if (nf == 8)
+				else
+#endif
+				if (nf == 8)
 					products_8(ch, mp, uf, v, mb);
 				else if (nf == 4)
 					products_4(ch, mp, uf, v, mb);
@@ -273,6 +372,9 @@ int nnrt_winograd_3x3(int64_t m, float alpha, const float *a, int64_t lda, const
 	return 1;
 }
 
+#endif
+
+#if WINO_VEC == 16
 /*
  * The weight gradient. dW = Gt dU G with dU[xi] = sum over the tiles of
  * dM[xi] V[xi]^T, dM = A dY At the adjoint of the output transform: the
@@ -498,22 +600,25 @@ int nnrt_winograd_3x3_dw(int64_t m, float alpha, const float *a, int64_t lda, co
 	return 1;
 }
 
-#else
+#endif
 
+#if !WINO_VEC
 int nnrt_winograd_3x3(int64_t m, float alpha, const float *a, int64_t lda, const float *x, const int64_t *geom,
 		      float beta, float *c, int64_t ldc)
 {
 	(void)m, (void)alpha, (void)a, (void)lda, (void)x, (void)geom, (void)beta, (void)c, (void)ldc;
 	return 0;
 }
+#endif
 
+#if WINO_VEC != 16
+/* the weight gradient's lanes hold 16 filters or channels: AVX-512 only */
 int nnrt_winograd_3x3_dw(int64_t m, float alpha, const float *a, int64_t lda, const float *x,
 			 const int64_t *geom, float beta, float *c, int64_t ldc)
 {
 	(void)m, (void)alpha, (void)a, (void)lda, (void)x, (void)geom, (void)beta, (void)c, (void)ldc;
 	return 0;
 }
-
 #endif
 
 /* a 3x3 convolution of stride and dilation 1 whose sizes the scratch indexes take */
@@ -527,14 +632,6 @@ static int applies(int64_t m, int64_t lda, const int64_t *g)
 }
 
 /*
- * Measured against nnrt_sgemm_conv's direct product, one thread, AVX-512
- * (Zen 4), channels -> filters at the output's size: 16 -> 16 and 64 -> 64
- * at 28x28 1.84x and 1.72x, 24 -> 8 at 32x32 2.0x; at 16x16 (8 tiles a row,
- * half the lanes idle) 0.96-1.15x, at 8x8 0.57-0.68x; one channel 0.97x. It
- * pays with a few channels and filters and rows of tiles that fill most of
- * their vectors.
- */
-/*
  * Weight gradients, one sample's product against nnrt_sgemm_conv's dot
  * products over the image, one thread, AVX-512 (Zen 4): 16 -> 16 channels at
  * 28x28 1.56x, 64 -> 64 1.67x, 48 -> 16 at 16x16 1.34x, 16 -> 16 and
@@ -546,10 +643,17 @@ int nnrt_winograd_pays_dw(int64_t m, const int64_t *geom)
 	return applies(m, 9 * geom[NNRT_CONV_C], geom) && m >= 16 && geom[NNRT_CONV_C] >= 16;
 }
 
+/*
+ * Measured against nnrt_sgemm_conv's direct product, one thread, AVX-512
+ * (Zen 4), channels -> filters at the output's size: 16 -> 16 and 64 -> 64
+ * at 28x28 1.84x and 1.72x, 24 -> 8 at 32x32 2.0x; at 16x16, two rows of 8
+ * tiles a vector, about 1.8x; one channel 0.97x. It pays with a few channels
+ * and filters and rows of tiles that fill most of their vectors (70%).
+ */
 int nnrt_winograd_pays(int64_t m, int64_t lda, const int64_t *geom)
 {
 	if (!applies(m, lda, geom) || m < 4 || geom[NNRT_CONV_C] < 4)
 		return 0;
-	int64_t tw = (geom[NNRT_CONV_OW] + 1) / 2, lanes = (tw + 15) / 16 * 16;
+	int64_t tw = (geom[NNRT_CONV_OW] + 1) / 2, lanes = (tw + LANES - 1) / LANES * LANES;
 	return 10 * (narrow(tw) ? 2 * tw : tw) >= 7 * lanes;
 }

@@ -8,14 +8,17 @@
  * error bound relative to the sum of the products' magnitudes, 1e-5, leaves
  * rounding room and catches any misplaced tap, tile or lane. Padding of C
  * holds a sentinel that must survive. Geometries they do not take (strides,
- * dilation, other kernels) must return 0 with C untouched. Without AVX-512
- * they take nothing and the value tests are skipped.
+ * dilation, other kernels) must return 0 with C untouched. The Makefile
+ * also builds this file against winograd.c compiled for AVX2 (8 tiles a
+ * vector; no weight gradient there, so that test is skipped), and without
+ * AVX2 they take nothing and the value tests are skipped.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -232,10 +235,11 @@ static void test_pays(void **state)
 	int64_t g28[NNRT_CONV_GEOM] = {16, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 28, 28};
 	int64_t g16[NNRT_CONV_GEOM] = {16, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16, 16};
 	int64_t g8[NNRT_CONV_GEOM] = {16, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8};
+	int64_t g4[NNRT_CONV_GEOM] = {16, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4, 4};
 	int64_t g1[NNRT_CONV_GEOM] = {1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 28, 28};
 	assert_true(nnrt_winograd_pays(16, 144, g28));
 	assert_true(nnrt_winograd_pays(16, 144, g16));	/* two rows of 8 tiles a vector */
-	assert_false(nnrt_winograd_pays(16, 144, g8));	/* two rows of 4 tiles: half the lanes idle */
+	assert_false(nnrt_winograd_pays(16, 144, g4));	/* two rows of 2 tiles: half an AVX2 vector or less */
 	assert_false(nnrt_winograd_pays(16, 9, g1));	/* one channel */
 	assert_false(nnrt_winograd_pays(2, 144, g28));	/* two filters */
 	int64_t g16c8[NNRT_CONV_GEOM] = {8, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16, 16};
@@ -247,6 +251,13 @@ static void test_pays(void **state)
 
 int main(void)
 {
+#ifdef NNRT_TEST_AVX2
+	/* built against winograd.c compiled for AVX2 (the Makefile's test_winograd_avx2) */
+	if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+		printf("test_winograd_avx2: skipped, this CPU has no AVX2 and FMA\n");
+		return 0;
+	}
+#endif
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_weight_gradient),
