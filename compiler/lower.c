@@ -1159,11 +1159,10 @@ static bool conv_implicit(const ConvGeom *g)
 }
 
 /* A 3x3 weight gradient of stride and dilation 1 with 16 channels and 16
- * filters a group or more: the AVX-512 runtime computes it from the image by
+ * filters a group or more: the runtime computes it from the image by
  * Winograd's algorithm (runtime/winograd.c, the same rule as
- * nnrt_winograd_pays_dw), 1.3-1.7x its other paths; resnet_mini's 3x3s. The
- * AVX2 runtime builds col per call for it instead of this lowering's im2col:
- * resnet_mini 0.985x, unet_tiny 0.97x (docs/passes.md). */
+ * nnrt_winograd_pays_dw), 1.3-1.7x its other paths with AVX-512 or AVX2;
+ * resnet_mini's 3x3s. The portable runtime builds col per call for it. */
 static bool conv_winograd_dw(const ConvGeom *g)
 {
 	return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&

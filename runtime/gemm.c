@@ -1609,7 +1609,7 @@ void nnrt_sgemm_conv(int transb, int64_t m, int64_t n, int64_t k, float alpha, c
 		return;
 #endif
 	if (transb) {
-		if (!(GEMM_AVX512 && n == 9 * geom[NNRT_CONV_C] && k == geom[NNRT_CONV_OH] * geom[NNRT_CONV_OW] &&
+		if (!(GEMM_AVX2 && n == 9 * geom[NNRT_CONV_C] && k == geom[NNRT_CONV_OH] * geom[NNRT_CONV_OW] &&
 		      ldc >= n && nnrt_winograd_pays_dw(m, geom) &&
 		      nnrt_winograd_3x3_dw(m, alpha, a, lda, x, geom, beta, c, ldc)))
 			native_sgemm_conv_t(m, n, k, alpha, a, lda, x, geom, beta, c, ldc);

@@ -78,8 +78,7 @@ int nnrt_winograd_3x3(int64_t m, float alpha, const float *a, int64_t lda, const
 int nnrt_winograd_pays(int64_t m, int64_t lda, const int64_t *geom);
 /* nnrt_sgemm_conv(1, m, 9 C, OH * OW, ...), a 3x3 convolution's weight
  * gradient (a: m x OH * OW, lda apart), by the same algorithm; the same
- * returns (AVX-512 only), and nnrt_sgemm_conv takes it where
- * nnrt_winograd_pays_dw */
+ * returns, and nnrt_sgemm_conv takes it where nnrt_winograd_pays_dw */
 int nnrt_winograd_3x3_dw(int64_t m, float alpha, const float *a, int64_t lda, const float *x,
 			 const int64_t *geom, float beta, float *c, int64_t ldc);
 int nnrt_winograd_pays_dw(int64_t m, const int64_t *geom);

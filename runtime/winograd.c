@@ -33,9 +33,8 @@
  * The weight gradient (nnrt_winograd_3x3_dw) runs the adjoints the other
  * way round; see "The weight gradient" below.
  *
- * With AVX-512, 16 tiles a vector; with AVX2, 8 (halves of 4). The weight
- * gradient needs AVX-512. Elsewhere the functions return 0 and the GEMM
- * computes the product. Results depend on the geometry alone, not on
+ * With AVX-512, 16 tiles a vector; with AVX2, 8 (halves of 4). Elsewhere
+ * the functions return 0 and the GEMM computes the product. Results depend on the geometry alone, not on
  * threads: a call runs on its caller's thread.
  */
 #include <stdint.h>
@@ -178,6 +177,12 @@ static inline Lanes inside(int64_t col, int64_t w)
 {
 	int64_t lo = col < 0 ? -col : 0, hi = w - col < LANES ? w - col : LANES;
 	return v_span(lo, hi);
+}
+
+/* floats of scratch on a 64-byte boundary; aligned_alloc wants the size a multiple of it */
+static float *scratch(size_t floats)
+{
+	return aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
 }
 
 /* U[xi][c][f] (f padded to mp) = (G g Gt)[xi] for g = a[f * lda + c * 9 ..] */
@@ -338,7 +343,7 @@ int nnrt_winograd_3x3(int64_t m, float alpha, const float *a, int64_t lda, const
 		return 0;
 	int64_t mp = (m + LANES - 1) / LANES * LANES;
 	size_t floats = (size_t)(XI * ch * mp + XI * ch * LANES + XI * FB * LANES);
-	float *u = aligned_alloc(64, floats * sizeof *u);
+	float *u = scratch(floats);
 	if (!u)
 		return 0;
 	float *v = u + XI * ch * mp, *mb = v + XI * ch * LANES;
@@ -374,19 +379,20 @@ int nnrt_winograd_3x3(int64_t m, float alpha, const float *a, int64_t lda, const
 
 #endif
 
-#if WINO_VEC == 16
+#if WINO_VEC
 /*
  * The weight gradient. dW = Gt dU G with dU[xi] = sum over the tiles of
  * dM[xi] V[xi]^T, dM = A dY At the adjoint of the output transform: the
- * products sum over tiles, so here a vector holds 16 filters, not 16 tiles,
+ * products sum over tiles, so here a vector holds LANES filters, not tiles,
  * and the sums need no reduction across lanes. The image and dy are copied
  * channels-last first (a tile's patch is then one vector a position), the
- * transforms of every tile are kept (vt, dmt), and for each xi 16 channels
- * at a time accumulate in registers over all tiles.
+ * transforms of every tile are kept (vt, dmt), and for each xi LANES
+ * channels at a time accumulate in registers over all tiles.
  */
 
+#if WINO_VEC == 16
 /* r[i][j] := r[j][i]: pairs of floats, of float pairs (doubles), then of 128-bit lanes */
-static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
+static inline __attribute__((always_inline)) void transpose(Vec r[16])
 {
 	__m512 t[16], u[4];
 #pragma GCC unroll 8
@@ -419,31 +425,56 @@ static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
 	}
 }
 
+#else
+/* r[i][j] := r[j][i] for 8 x 8: pairs of floats, of float pairs, then of 128-bit halves */
+static inline __attribute__((always_inline)) void transpose(Vec r[8])
+{
+	__m256 t[8], u[8];
+#pragma GCC unroll 4
+	for (int i = 0; i < 8; i += 2) {
+		t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+		t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+	}
+	/* u[4 g + j], 128-bit half k: column 4 k + j of rows 4 g .. 4 g + 3 */
+#pragma GCC unroll 2
+	for (int g = 0; g < 8; g += 4) {
+		u[g] = _mm256_shuffle_ps(t[g], t[g + 2], 0x44);
+		u[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], 0xee);
+		u[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+		u[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xee);
+	}
+#pragma GCC unroll 4
+	for (int j = 0; j < 4; j++) {
+		r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+		r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+	}
+}
+#endif
+
 /* xt[p * ld + c] = x[c * plane + p], c < rows, p < n; lanes from rows to ld are zero */
 static void channels_last(const float *x, int64_t rows, int64_t plane, int64_t n, int64_t ld, float *xt)
 {
 	for (int64_t c0 = 0; c0 < ld; c0 += LANES)
 		for (int64_t p0 = 0; p0 < n; p0 += LANES) {
-			__m512 r[16];
+			Vec r[LANES];
 			int64_t np = n - p0 < LANES ? n - p0 : LANES;
-			__mmask16 in = (__mmask16)((1u << np) - 1);
+			Lanes in = v_span(0, np);
 #pragma GCC unroll 16
-			for (int i = 0; i < 16; i++)
-				r[i] = c0 + i < rows ? _mm512_maskz_loadu_ps(in, x + (c0 + i) * plane + p0)
-						     : _mm512_setzero_ps();
-			transpose16(r);
+			for (int i = 0; i < LANES; i++)
+				r[i] = c0 + i < rows ? v_load_in(in, x + (c0 + i) * plane + p0) : v_zero();
+			transpose(r);
 			for (int64_t j = 0; j < np; j++)
-				_mm512_store_ps(xt + (p0 + j) * ld + c0, r[j]);
+				v_store(xt + (p0 + j) * ld + c0, r[j]);
 		}
 }
 
-/* 16 channels (or filters) of position (y, x) of a channels-last plane of h x w, zero outside it */
-static inline __attribute__((always_inline)) __m512 position(const float *xt, int64_t ld, int64_t h, int64_t w,
-							      int64_t y, int64_t x)
+/* LANES channels (or filters) of position (y, x) of a channels-last plane of h x w, zero outside it */
+static inline __attribute__((always_inline)) Vec position(const float *xt, int64_t ld, int64_t h, int64_t w,
+							   int64_t y, int64_t x)
 {
 	if (y < 0 || y >= h || x < 0 || x >= w)
-		return _mm512_setzero_ps();
-	return _mm512_load_ps(xt + (y * w + x) * ld);
+		return v_zero();
+	return v_load(xt + (y * w + x) * ld);
 }
 
 /* vt[xi][t][c] = (Bt d B)[xi] of tile t for 16 channels from xt's lane 0 (ld apart) */
@@ -452,24 +483,24 @@ static void input_transform_cl(const float *xt, int64_t ld, const int64_t *geom,
 	int64_t h = geom[NNRT_CONV_H], w = geom[NNRT_CONV_W], tw = (geom[NNRT_CONV_OW] + 1) / 2;
 	for (int64_t t = 0; t < tiles; t++) {
 		int64_t iy = 2 * (t / tw) - geom[NNRT_CONV_PH], ix = 2 * (t % tw) - geom[NNRT_CONV_PW];
-		__m512 e[4][4];
+		Vec e[4][4];
 #pragma GCC unroll 4
 		for (int r = 0; r < 4; r++) {
-			__m512 d0 = position(xt, ld, h, w, iy + r, ix), d1 = position(xt, ld, h, w, iy + r, ix + 1);
-			__m512 d2 = position(xt, ld, h, w, iy + r, ix + 2), d3 = position(xt, ld, h, w, iy + r, ix + 3);
-			e[r][0] = _mm512_sub_ps(d0, d2);
-			e[r][1] = _mm512_add_ps(d1, d2);
-			e[r][2] = _mm512_sub_ps(d2, d1);
-			e[r][3] = _mm512_sub_ps(d1, d3);
+			Vec d0 = position(xt, ld, h, w, iy + r, ix), d1 = position(xt, ld, h, w, iy + r, ix + 1);
+			Vec d2 = position(xt, ld, h, w, iy + r, ix + 2), d3 = position(xt, ld, h, w, iy + r, ix + 3);
+			e[r][0] = v_sub(d0, d2);
+			e[r][1] = v_add(d1, d2);
+			e[r][2] = v_sub(d2, d1);
+			e[r][3] = v_sub(d1, d3);
 		}
 		float *o = vt + t * ld;
 		int64_t xs = tiles * ld;
 #pragma GCC unroll 4
 		for (int j = 0; j < 4; j++) {
-			_mm512_store_ps(o + (0 * 4 + j) * xs, _mm512_sub_ps(e[0][j], e[2][j]));
-			_mm512_store_ps(o + (1 * 4 + j) * xs, _mm512_add_ps(e[1][j], e[2][j]));
-			_mm512_store_ps(o + (2 * 4 + j) * xs, _mm512_sub_ps(e[2][j], e[1][j]));
-			_mm512_store_ps(o + (3 * 4 + j) * xs, _mm512_sub_ps(e[1][j], e[3][j]));
+			v_store(o + (0 * 4 + j) * xs, v_sub(e[0][j], e[2][j]));
+			v_store(o + (1 * 4 + j) * xs, v_add(e[1][j], e[2][j]));
+			v_store(o + (2 * 4 + j) * xs, v_sub(e[2][j], e[1][j]));
+			v_store(o + (3 * 4 + j) * xs, v_sub(e[1][j], e[3][j]));
 		}
 	}
 }
@@ -481,23 +512,23 @@ static void output_adjoint_cl(const float *dyt, int64_t ld, const int64_t *geom,
 	int64_t oh = geom[NNRT_CONV_OH], ow = geom[NNRT_CONV_OW], tw = (ow + 1) / 2;
 	for (int64_t t = 0; t < tiles; t++) {
 		int64_t oy = 2 * (t / tw), ox = 2 * (t % tw);
-		__m512 p[4][2];	/* A dY */
+		Vec p[4][2];	/* A dY */
 #pragma GCC unroll 2
 		for (int s = 0; s < 2; s++) {
-			__m512 d0 = position(dyt, ld, oh, ow, oy, ox + s), d1 = position(dyt, ld, oh, ow, oy + 1, ox + s);
+			Vec d0 = position(dyt, ld, oh, ow, oy, ox + s), d1 = position(dyt, ld, oh, ow, oy + 1, ox + s);
 			p[0][s] = d0;
-			p[1][s] = _mm512_add_ps(d0, d1);
-			p[2][s] = _mm512_sub_ps(d0, d1);
-			p[3][s] = _mm512_sub_ps(_mm512_setzero_ps(), d1);
+			p[1][s] = v_add(d0, d1);
+			p[2][s] = v_sub(d0, d1);
+			p[3][s] = v_sub(v_zero(), d1);
 		}
 		float *o = dmt + t * ld;
 		int64_t xs = tiles * ld;
 #pragma GCC unroll 4
 		for (int i = 0; i < 4; i++) {
-			_mm512_store_ps(o + (i * 4 + 0) * xs, p[i][0]);
-			_mm512_store_ps(o + (i * 4 + 1) * xs, _mm512_add_ps(p[i][0], p[i][1]));
-			_mm512_store_ps(o + (i * 4 + 2) * xs, _mm512_sub_ps(p[i][0], p[i][1]));
-			_mm512_store_ps(o + (i * 4 + 3) * xs, _mm512_sub_ps(_mm512_setzero_ps(), p[i][1]));
+			v_store(o + (i * 4 + 0) * xs, p[i][0]);
+			v_store(o + (i * 4 + 1) * xs, v_add(p[i][0], p[i][1]));
+			v_store(o + (i * 4 + 2) * xs, v_sub(p[i][0], p[i][1]));
+			v_store(o + (i * 4 + 3) * xs, v_sub(v_zero(), p[i][1]));
 		}
 	}
 }
@@ -507,20 +538,20 @@ static void output_adjoint_cl(const float *dyt, int64_t ld, const int64_t *geom,
 static inline __attribute__((always_inline)) void products_dw(int nc, int64_t tiles, const float *v, int64_t ldv,
 							      const float *dm, int64_t ldm, float *du, int64_t ldu)
 {
-	__m512 acc[FB];
+	Vec acc[FB];
 #pragma GCC unroll 16
 	for (int c = 0; c < nc; c++)
-		acc[c] = _mm512_setzero_ps();
+		acc[c] = v_zero();
 	for (int64_t t = 0; t < tiles; t++) {
-		__m512 d = _mm512_load_ps(dm + t * ldm);
+		Vec d = v_load(dm + t * ldm);
 		const float *vr = v + t * ldv;
 #pragma GCC unroll 16
 		for (int c = 0; c < nc; c++)
-			acc[c] = _mm512_fmadd_ps(_mm512_set1_ps(vr[c]), d, acc[c]);
+			acc[c] = v_fma(v_set1(vr[c]), d, acc[c]);
 	}
 #pragma GCC unroll 16
 	for (int c = 0; c < nc; c++)
-		_mm512_store_ps(du + c * ldu, acc[c]);
+		v_store(du + c * ldu, acc[c]);
 }
 
 #define PRODUCTS_DW(NC)                                                                                  \
@@ -529,7 +560,9 @@ static inline __attribute__((always_inline)) void products_dw(int nc, int64_t ti
 	{                                                                                                \
 		products_dw(NC, tiles, v, ldv, dm, ldm, du, ldu);                                       \
 	}
+#if WINO_VEC == 16
 PRODUCTS_DW(16)
+#endif
 PRODUCTS_DW(8)
 PRODUCTS_DW(4)
 PRODUCTS_DW(1)
@@ -563,7 +596,7 @@ int nnrt_winograd_3x3_dw(int64_t m, float alpha, const float *a, int64_t lda, co
 	int64_t hw = geom[NNRT_CONV_H] * geom[NNRT_CONV_W], tiles = (oh + 1) / 2 * ((ow + 1) / 2);
 	int64_t cp = (ch + LANES - 1) / LANES * LANES, mp = (m + LANES - 1) / LANES * LANES;
 	size_t floats = (size_t)(hw * cp + oh * ow * mp + XI * tiles * (cp + mp) + XI * cp * mp);
-	float *xt = aligned_alloc(64, floats * sizeof *xt);
+	float *xt = scratch(floats);
 	if (!xt)
 		return 0;
 	float *dyt = xt + hw * cp, *vt = dyt + oh * ow * mp, *dmt = vt + XI * tiles * cp, *du = dmt + XI * tiles * mp;
@@ -584,9 +617,12 @@ int nnrt_winograd_3x3_dw(int64_t m, float alpha, const float *a, int64_t lda, co
 				int64_t left = rows - r0;
 				const float *v = bc + xi * tiles * bs + r0, *d = vec + xi * tiles * lanes + l0;
 				float *o = du + (xi * bs + r0) * lanes + l0;
+#if WINO_VEC == 16
 				if (left >= 16)
 					products_dw_16(tiles, v, bs, d, lanes, o, lanes), r0 += 16;
-				else if (left >= 8)
+				else
+#endif
+				if (left >= 8)
 					products_dw_8(tiles, v, bs, d, lanes, o, lanes), r0 += 8;
 				else if (left >= 4)
 					products_dw_4(tiles, v, bs, d, lanes, o, lanes), r0 += 4;
@@ -611,8 +647,7 @@ int nnrt_winograd_3x3(int64_t m, float alpha, const float *a, int64_t lda, const
 }
 #endif
 
-#if WINO_VEC != 16
-/* the weight gradient's lanes hold 16 filters or channels: AVX-512 only */
+#if !WINO_VEC
 int nnrt_winograd_3x3_dw(int64_t m, float alpha, const float *a, int64_t lda, const float *x,
 			 const int64_t *geom, float beta, float *c, int64_t ldc)
 {

@@ -9,9 +9,9 @@
  * rounding room and catches any misplaced tap, tile or lane. Padding of C
  * holds a sentinel that must survive. Geometries they do not take (strides,
  * dilation, other kernels) must return 0 with C untouched. The Makefile
- * also builds this file against winograd.c compiled for AVX2 (8 tiles a
- * vector; no weight gradient there, so that test is skipped), and without
- * AVX2 they take nothing and the value tests are skipped.
+ * also builds this file against winograd.c compiled for AVX2 (8 tiles, or
+ * filters, a vector); without AVX2 they take nothing and the value tests are
+ * skipped.
  */
 #include <setjmp.h>
 #include <stdarg.h>
