@@ -65,7 +65,8 @@ enum { NNRT_CONV_C, NNRT_CONV_H, NNRT_CONV_W, NNRT_CONV_KH, NNRT_CONV_KW, NNRT_C
  * convolution, or the gather of its input gradient) B is k x n; with it (a
  * weight gradient) B is n x k. C is bitwise nnrt_sgemm's on the built B, for
  * every thread count, except where a 3x3 product goes to nnrt_winograd_3x3
- * (below): then it is that function's, the same for every thread count. */
+ * or a 3x3 weight gradient to nnrt_winograd_3x3_dw (below): then it is that
+ * function's, the same for every thread count. */
 void nnrt_sgemm_conv(int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
 		     const float *x, const int64_t *geom, float beta, float *c, int64_t ldc);
 /* nnrt_sgemm_conv(0, m, OH * OW, 9 C, ...) for a 3x3 convolution of stride
