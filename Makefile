@@ -61,6 +61,13 @@ RUNTIME_TESTS += test_gemm_portable
 ifeq ($(shell uname -m),x86_64)
 RUNTIME_TESTS += test_winograd_avx2
 endif
+# test_col2im: against the runtime's ISA, portable, and (x86-64) AVX2; its link
+# wraps malloc and aligned_alloc so that a case can run without memory
+RUNTIME_TESTS += test_col2im_portable
+ifeq ($(shell uname -m),x86_64)
+RUNTIME_TESTS += test_col2im_avx2
+endif
+WRAP_ALLOC := -Wl,--wrap=malloc,--wrap=aligned_alloc
 
 .PHONY: all deps test test-plain test-san unit runtime-tests golden torch robust suite e2e demo clean bench-frontend \
         bench-gemm bench test-blas openblas-dev FORCE \
@@ -145,6 +152,25 @@ $(BUILD)/tests/runtime/test_winograd_avx2: tests/runtime/test_winograd.c $(BUILD
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DNNRT_TEST_AVX2 -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $< \
 		$(BUILD)/runtime/winograd_avx2.o $(RUNTIME_LIB) -lcmocka -lz -lm
+
+$(BUILD)/runtime/col2im_portable.o: runtime/col2im.c runtime/nnrt.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DNNRT_GEMM_PORTABLE $(WARN) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/runtime/col2im_avx2.o: runtime/col2im.c runtime/nnrt.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -mavx2 -mfma -c -o $@ $<
+
+$(BUILD)/tests/runtime/test_col2im: tests/runtime/test_col2im.c $(RUNTIME_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) $(WRAP_ALLOC) -pthread -o $@ $< $(RUNTIME_LIB) \
+		$(BLAS_LIBS) -lcmocka -lz -lm
+
+# the col2im object comes first, so the library's col2im.o is not linked
+$(BUILD)/tests/runtime/test_col2im_%: tests/runtime/test_col2im.c $(BUILD)/runtime/col2im_%.o $(RUNTIME_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(if $(filter avx2,$*),-DNNRT_TEST_AVX2) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) \
+		$(WRAP_ALLOC) -pthread -o $@ $< $(BUILD)/runtime/col2im_$*.o $(RUNTIME_LIB) $(BLAS_LIBS) -lcmocka -lz -lm
 
 -include $(wildcard $(BUILD)/compiler/*.d $(BUILD)/compiler/passes/*.d $(BUILD)/runtime/*.d)
 

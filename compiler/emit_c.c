@@ -265,11 +265,15 @@ static void operand(Emit *e, const LoopBuf *b, const LoopExpr *off)
 
 /* nnrt_sgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc), or, when
  * B is an image's implicit column matrix, nnrt_sgemm_conv with the image and
- * its geometry (a compound literal) in the place of B and ldb */
+ * its geometry (a compound literal) in the place of B and ldb; when C is an
+ * image the product adds into, nnrt_sgemm_col2im with the geometry after ldb
+ * and no ldc */
 static void gemm_call(Emit *e, const LoopGemm *g)
 {
 	FILE *o = e->o;
-	if (g->conv)
+	if (g->col2im)
+		fprintf(o, "nnrt_sgemm_col2im(%d, ", g->ta);
+	else if (g->conv)
 		fprintf(o, "nnrt_sgemm_conv(%d, ", g->tb);
 	else
 		fprintf(o, "nnrt_sgemm(%d, %d, ", g->ta, g->tb);
@@ -282,6 +286,10 @@ static void gemm_call(Emit *e, const LoopGemm *g)
 	operand(e, g->a, g->aoff);
 	expr(e, g->lda);
 	operand(e, g->b, g->boff);
+	if (g->col2im) {
+		expr(e, g->ldb);
+		fprintf(o, ", ");
+	}
 	if (g->conv) {
 		int64_t f[LOOP_CONV_FIELDS];
 		loop_conv_fields(g->conv, f);
@@ -293,8 +301,13 @@ static void gemm_call(Emit *e, const LoopGemm *g)
 		expr(e, g->ldb);
 	fprintf(o, ", ");
 	fconst(o, g->beta, LT_F32);
-	operand(e, g->c, g->coff);
-	expr(e, g->ldc);
+	if (g->col2im) {	/* the image, without ldc */
+		fprintf(o, ", b%d + ", g->c->id);
+		expr(e, g->coff);
+	} else {
+		operand(e, g->c, g->coff);
+		expr(e, g->ldc);
+	}
 	fprintf(o, ");\n");
 }
 

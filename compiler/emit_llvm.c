@@ -525,14 +525,20 @@ _Static_assert((int)LOOP_CONV_FIELDS == (int)NNRT_CONV_GEOM, "loop.h's LoopConv 
 
 static LLVMValueRef private_array(Ll *l, LLVMValueRef init, const char *name);
 
-/* a GEMM whose B is an image's implicit column matrix: its geometry a private constant i64 array */
-static void gemm_conv(Ll *l, const LoopGemm *g)
+/* a convolution's geometry (loop.h's LoopConv) as a private constant i64 array */
+static LLVMValueRef geom_array(Ll *l, const LoopConv *c)
 {
 	int64_t f[LOOP_CONV_FIELDS];
-	loop_conv_fields(g->conv, f);
+	loop_conv_fields(c, f);
 	LLVMValueRef v[LOOP_CONV_FIELDS];
 	for (int i = 0; i < LOOP_CONV_FIELDS; i++)
 		v[i] = i64c(l, f[i]);
+	return private_array(l, LLVMConstArray(l->i64, v, LOOP_CONV_FIELDS), ".conv");
+}
+
+/* a GEMM whose B is an image's implicit column matrix */
+static void gemm_conv(Ll *l, const LoopGemm *g)
+{
 	LLVMTypeRef pi64 = LLVMPointerType(l->i64, 0);
 	LLVMTypeRef p[] = { l->i32, l->i64, l->i64, l->i64, l->f32, l->pf32, l->i64,
 			    l->pf32, pi64, l->f32, l->pf32, l->i64 };
@@ -540,14 +546,34 @@ static void gemm_conv(Ll *l, const LoopGemm *g)
 	LLVMValueRef a[] = {
 		i32c(l, g->tb), expr(l, g->m), expr(l, g->n), expr(l, g->k),
 		LLVMConstReal(l->f32, (double)(float)g->alpha), elem_ptr(l, g->a, expr(l, g->aoff)), expr(l, g->lda),
-		elem_ptr(l, g->b, expr(l, g->boff)), private_array(l, LLVMConstArray(l->i64, v, LOOP_CONV_FIELDS), ".conv"),
+		elem_ptr(l, g->b, expr(l, g->boff)), geom_array(l, g->conv),
 		LLVMConstReal(l->f32, (double)(float)g->beta), elem_ptr(l, g->c, expr(l, g->coff)), expr(l, g->ldc),
+	};
+	call(l, fn, a, 12);
+}
+
+/* C = beta C + alpha col2im(op(A) B): the image C after the geometry, no ldc */
+static void gemm_col2im(Ll *l, const LoopGemm *g)
+{
+	LLVMTypeRef pi64 = LLVMPointerType(l->i64, 0);
+	LLVMTypeRef p[] = { l->i32, l->i64, l->i64, l->i64, l->f32, l->pf32, l->i64,
+			    l->pf32, l->i64, pi64, l->f32, l->pf32 };
+	LLVMValueRef fn = declare(l, "nnrt_sgemm_col2im", l->vd, p, 12);
+	LLVMValueRef a[] = {
+		i32c(l, g->ta), expr(l, g->m), expr(l, g->n), expr(l, g->k),
+		LLVMConstReal(l->f32, (double)(float)g->alpha), elem_ptr(l, g->a, expr(l, g->aoff)), expr(l, g->lda),
+		elem_ptr(l, g->b, expr(l, g->boff)), expr(l, g->ldb), geom_array(l, g->conv),
+		LLVMConstReal(l->f32, (double)(float)g->beta), elem_ptr(l, g->c, expr(l, g->coff)),
 	};
 	call(l, fn, a, 12);
 }
 
 static void gemm(Ll *l, const LoopGemm *g)
 {
+	if (g->col2im) {
+		gemm_col2im(l, g);
+		return;
+	}
 	if (g->conv) {
 		gemm_conv(l, g);
 		return;

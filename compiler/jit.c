@@ -77,7 +77,7 @@ static LLVMErrorRef define_runtime(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd)
 	static const struct {
 		const char *name;
 		LLVMOrcExecutorAddress addr;
-	} fns[] = { RT(nnrt_sgemm), RT(nnrt_sgemm_conv), RT(nnrt_rng_uniform), RT(nnrt_parallel_for_grain) };
+	} fns[] = { RT(nnrt_sgemm), RT(nnrt_sgemm_conv), RT(nnrt_sgemm_col2im), RT(nnrt_rng_uniform), RT(nnrt_parallel_for_grain) };
 	enum { N = sizeof fns / sizeof fns[0] };
 	LLVMJITCSymbolMapPair syms[N];
 	for (int i = 0; i < N; i++) {

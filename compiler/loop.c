@@ -485,7 +485,7 @@ static void print_body(FILE *o, const LoopStmt *s, int ind)
 			print_expr(o, g->k);
 			fprintf(o, ", %g * b%d+", g->alpha, g->a->id);
 			print_expr(o, g->aoff);
-			fprintf(o, " . %sb%d+", g->conv ? "im2col " : "", g->b->id);
+			fprintf(o, " . %sb%d+", g->conv && !g->col2im ? "im2col " : "", g->b->id);
 			print_expr(o, g->boff);
 			if (g->conv) {
 				const LoopConv *c = g->conv;
@@ -493,7 +493,7 @@ static void print_body(FILE *o, const LoopStmt *s, int ind)
 					   " p%" PRId64 "x%" PRId64 " d%" PRId64 "x%" PRId64 " -> %" PRId64 "x%" PRId64 "]",
 					c->c, c->h, c->w, c->kh, c->kw, c->sh, c->sw, c->ph, c->pw, c->dh, c->dw, c->oh, c->ow);
 			}
-			fprintf(o, " + %g * b%d+", g->beta, g->c->id);
+			fprintf(o, " + %g * %sb%d+", g->beta, g->col2im ? "col2im " : "", g->c->id);
 			print_expr(o, g->coff);
 			fprintf(o, ")\n");
 			break;

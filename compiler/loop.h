@@ -119,6 +119,10 @@ enum { LOOP_CONV_FIELDS = 13 };
 typedef struct LoopGemm {
 	int ta, tb;
 	const LoopConv *conv;	/* non-NULL: B is this image's implicit column matrix (ta 0; ldb unused) */
+	/* with conv, instead: C is the image (conv's c planes of h x w at c + coff) and op(A) B
+	 * (B not transposed, ldb apart) the column matrix, which adds into it: C = beta C +
+	 * alpha col2im(op(A) B), m = c kh kw, n = oh ow; ldc unused (nnrt_sgemm_col2im) */
+	bool col2im;
 	LoopExpr *m, *n, *k;
 	double alpha, beta;
 	LoopBuf *a, *b, *c;

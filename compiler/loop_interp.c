@@ -404,9 +404,39 @@ static double conv_b(LoopMachine *lm, const LoopGemm *g, int64_t bo, int64_t p, 
 	return load_f(lm, g->b, bo + (ci * c->h + iy) * c->w + ix);
 }
 
+/* the image C = beta C + alpha col2im(op(A) B) (loop.h): every element of the product, summed
+ * in double, added into its pixel, in the order of the product's rows (taps) */
+static void gemm_col2im(LoopMachine *lm, const LoopGemm *g)
+{
+	const LoopConv *c = g->conv;
+	int64_t m = evi(lm, g->m), n = evi(lm, g->n), k = evi(lm, g->k);
+	int64_t ao = evi(lm, g->aoff), bo = evi(lm, g->boff), co = evi(lm, g->coff);
+	int64_t lda = evi(lm, g->lda), ldb = evi(lm, g->ldb);
+	for (int64_t i = 0; i < c->c * c->h * c->w; i++)
+		store_f(lm, g->c, co + i, g->beta != 0 ? g->beta * load_f(lm, g->c, co + i) : 0);
+	for (int64_t i = 0; i < m; i++) {
+		int64_t ci = i / (c->kh * c->kw), ky = i / c->kw % c->kh, kx = i % c->kw;
+		for (int64_t j = 0; j < n; j++) {
+			int64_t iy = j / c->ow * c->sh - c->ph + ky * c->dh, ix = j % c->ow * c->sw - c->pw + kx * c->dw;
+			if (iy < 0 || iy >= c->h || ix < 0 || ix >= c->w)
+				continue;
+			double acc = 0;
+			for (int64_t p = 0; p < k; p++)
+				acc += load_f(lm, g->a, ao + (g->ta ? p * lda + i : i * lda + p)) *
+				       load_f(lm, g->b, bo + p * ldb + j);
+			int64_t at = co + (ci * c->h + iy) * c->w + ix;
+			store_f(lm, g->c, at, load_f(lm, g->c, at) + g->alpha * acc);
+		}
+	}
+}
+
 /* C = alpha op(A) op(B) + beta C, row-major, summed in double; beta 0 never reads C */
 static void gemm(LoopMachine *lm, const LoopGemm *g)
 {
+	if (g->col2im) {
+		gemm_col2im(lm, g);
+		return;
+	}
 	int64_t m = evi(lm, g->m), n = evi(lm, g->n), k = evi(lm, g->k);
 	int64_t ao = evi(lm, g->aoff), bo = evi(lm, g->boff), co = evi(lm, g->coff);
 	int64_t lda = evi(lm, g->lda), ldb = evi(lm, g->ldb), ldc = evi(lm, g->ldc);

@@ -69,6 +69,16 @@ enum { NNRT_CONV_C, NNRT_CONV_H, NNRT_CONV_W, NNRT_CONV_KH, NNRT_CONV_KW, NNRT_C
  * function's, the same for every thread count. */
 void nnrt_sgemm_conv(int transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
 		     const float *x, const int64_t *geom, float beta, float *c, int64_t ldc);
+/* The adjoint of the column matrix: x = beta * x + alpha * col2im(op(A) *
+ * B), with x the image of the geometry (C planes of H x W) and op(A) * B a
+ * column matrix as above, m = C * KH * KW rows of n = OH * OW, k deep (B not
+ * transposed, ldb apart). col2im adds each element of the column matrix into
+ * its pixel, dropping those outside the image; beta 0 writes x without
+ * reading it. A convolution's input gradient, a transposed convolution. x is
+ * bitwise what nnrt_sgemm into a built column matrix, then adding it into
+ * beta * x tap by tap, gives (runtime/col2im.c). */
+void nnrt_sgemm_col2im(int transa, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+		       const float *b, int64_t ldb, const int64_t *geom, float beta, float *x);
 /* nnrt_sgemm_conv(0, m, OH * OW, 9 C, ...) for a 3x3 convolution of stride
  * and dilation 1 by Winograd's F(2x2, 3x3) (runtime/winograd.c): the same
  * product up to rounding, not bitwise. Returns 0, computing nothing, for
