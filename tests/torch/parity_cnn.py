@@ -162,6 +162,16 @@ def cases():
         case = image_case(f"maxpool({args})", lambda v, k=k, s=s, p=pad: F.max_pool2d(v, k, s, p), hw,
                           shape=(1, 8, 8), filters=2)
         yield f"maxpool_ties{i}", dict(case, data=ties_data, init=ties_init)
+    # rows of 11 and 20 windows: lower.c runs them in chunks of 8 that overlap (chunked_open)
+    for i, (args, k, s, hw) in enumerate([("2", 2, 2, (2, 11)), ("3, stride=1", 3, 1, (2, 20))]):
+        yield f"maxpool_wide{i}", image_case(f"maxpool({args})", lambda v, k=k, s=s: F.max_pool2d(v, k, s), hw,
+                                             shape=(2, 4, 22))
+        yield f"avgpool_wide{i}", image_case(f"avgpool({args})", lambda v, k=k, s=s: F.avg_pool2d(v, k, s), hw,
+                                             shape=(2, 4, 22))
+        case = image_case(f"maxpool({args})", lambda v, k=k, s=s: F.max_pool2d(v, k, s), hw,
+                          shape=(1, 4, 22), filters=2)
+        yield f"maxpool_wide_ties{i}", dict(case, data=lambda n: torch.randint(0, 3, (n, 1, 4, 22)).float(),
+                                            init=ties_init)
 
     yield "global_avgpool", dict(
         body="    p = x -> conv2d(4, kernel=3, pad=1) -> relu -> global_avgpool -> dense(4)\n",

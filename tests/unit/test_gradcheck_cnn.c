@@ -89,6 +89,22 @@ static void test_avgpool(void **state)
 	pools("avgpool");
 }
 
+/* rows of 11 windows (lower.c runs a row in chunks of 8 that overlap), the
+ * windows tiled (2) and overlapping (3, stride 1: 20 a row) */
+static void test_pool_wide_rows(void **state)
+{
+	(void)state;
+	static const char *const ops[] = { "maxpool(2)", "avgpool(2)", "maxpool(3, stride=1)", "avgpool(3, stride=1)" };
+	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+		char src[512];
+		snprintf(src, sizeof src,
+			 "model m {\n  input x: [2, 4, 22]\n  target t: [3]\n"
+			 "  h = x -> conv2d(2, kernel=1) -> %s -> tanh -> flatten -> dense(3)\n"
+			 "  output h\n  loss mse(h, t)\n}\n" TRAIN, ops[i]);
+		gradcheck(ops[i], src);
+	}
+}
+
 static void test_global_avgpool(void **state)
 {
 	(void)state;
@@ -430,6 +446,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_maxpool),
 		cmocka_unit_test(test_avgpool),
+		cmocka_unit_test(test_pool_wide_rows),
 		cmocka_unit_test(test_global_avgpool),
 		cmocka_unit_test(test_batchnorm_rank1),
 		cmocka_unit_test(test_batchnorm_rank3),
