@@ -67,7 +67,7 @@ RUNTIME_TESTS += test_col2im_portable
 ifeq ($(shell uname -m),x86_64)
 RUNTIME_TESTS += test_col2im_avx2
 endif
-WRAP_ALLOC := -Wl,--wrap=malloc,--wrap=aligned_alloc
+TEST_LINK_test_col2im := -Wl,--wrap=malloc,--wrap=aligned_alloc
 
 .PHONY: all deps test test-plain test-san unit runtime-tests golden torch robust suite e2e demo clean bench-frontend \
         bench-gemm bench test-blas openblas-dev FORCE \
@@ -121,9 +121,14 @@ $(BUILD)/runtime/arch: FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(RUNTIME_ARCH) $(RUNTIME_DEFS)' | cmp -s - $@ || echo '$(RUNTIME_ARCH) $(RUNTIME_DEFS)' > $@
 
-$(BUILD)/runtime/gemm_portable.o: runtime/gemm.c runtime/nnrt.h $(BUILD)/runtime/arch
+# a runtime file built portable, or for AVX2, for the tests that run it that way
+$(BUILD)/runtime/%_portable.o: runtime/%.c runtime/nnrt.h $(BUILD)/runtime/arch
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DNNRT_GEMM_PORTABLE $(WARN) $(CFLAGS) $(RUNTIME_ARCH) -c -o $@ $<
+
+$(BUILD)/runtime/%_avx2.o: runtime/%.c runtime/nnrt.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -mavx2 -mfma -c -o $@ $<
 
 $(RUNTIME_LIB): $(RUNTIME_OBJ) | $(BLAS_DEPS)
 	rm -f $@
@@ -134,43 +139,20 @@ runtime/libnnrt.a: $(RUNTIME_LIB)
 
 $(BUILD)/tests/runtime/%: tests/runtime/%.c $(RUNTIME_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $< $(RUNTIME_LIB) $(BLAS_LIBS) \
-		-lcmocka -lz -lm
-
-# the portable gemm object comes first, so the library's gemm.o is not linked
-$(BUILD)/tests/runtime/test_gemm_portable: tests/runtime/test_gemm.c $(BUILD)/runtime/gemm_portable.o $(RUNTIME_LIB)
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -DNNRT_GEMM_PORTABLE -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $< \
-		$(BUILD)/runtime/gemm_portable.o $(RUNTIME_LIB) -lcmocka -lz -lm
-
-$(BUILD)/runtime/winograd_avx2.o: runtime/winograd.c runtime/nnrt.h
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -mavx2 -mfma -c -o $@ $<
-
-# the AVX2 object comes first, so the library's winograd.o is not linked
-$(BUILD)/tests/runtime/test_winograd_avx2: tests/runtime/test_winograd.c $(BUILD)/runtime/winograd_avx2.o $(RUNTIME_LIB)
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -DNNRT_TEST_AVX2 -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $< \
-		$(BUILD)/runtime/winograd_avx2.o $(RUNTIME_LIB) -lcmocka -lz -lm
-
-$(BUILD)/runtime/col2im_portable.o: runtime/col2im.c runtime/nnrt.h
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -DNNRT_GEMM_PORTABLE $(WARN) $(CFLAGS) -c -o $@ $<
-
-$(BUILD)/runtime/col2im_avx2.o: runtime/col2im.c runtime/nnrt.h
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -mavx2 -mfma -c -o $@ $<
-
-$(BUILD)/tests/runtime/test_col2im: tests/runtime/test_col2im.c $(RUNTIME_LIB)
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) $(WRAP_ALLOC) -pthread -o $@ $< $(RUNTIME_LIB) \
+	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) $(TEST_LINK_$*) -pthread -o $@ $< $(RUNTIME_LIB) \
 		$(BLAS_LIBS) -lcmocka -lz -lm
 
-# the col2im object comes first, so the library's col2im.o is not linked
-$(BUILD)/tests/runtime/test_col2im_%: tests/runtime/test_col2im.c $(BUILD)/runtime/col2im_%.o $(RUNTIME_LIB)
+# test_X_portable and test_X_avx2: test_X against X.c built that way, whose
+# object comes first, so the library's X.o is not linked
+$(BUILD)/tests/runtime/test_%_portable: tests/runtime/test_%.c $(BUILD)/runtime/%_portable.o $(RUNTIME_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(if $(filter avx2,$*),-DNNRT_TEST_AVX2) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) \
-		$(WRAP_ALLOC) -pthread -o $@ $< $(BUILD)/runtime/col2im_$*.o $(RUNTIME_LIB) $(BLAS_LIBS) -lcmocka -lz -lm
+	$(CC) $(CPPFLAGS) -DNNRT_GEMM_PORTABLE -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) $(TEST_LINK_test_$*) \
+		-pthread -o $@ $< $(BUILD)/runtime/$*_portable.o $(RUNTIME_LIB) -lcmocka -lz -lm
+
+$(BUILD)/tests/runtime/test_%_avx2: tests/runtime/test_%.c $(BUILD)/runtime/%_avx2.o $(RUNTIME_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DNNRT_TEST_AVX2 -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) $(TEST_LINK_test_$*) \
+		-pthread -o $@ $< $(BUILD)/runtime/$*_avx2.o $(RUNTIME_LIB) -lcmocka -lz -lm
 
 -include $(wildcard $(BUILD)/compiler/*.d $(BUILD)/compiler/passes/*.d $(BUILD)/runtime/*.d)
 
