@@ -122,6 +122,8 @@ $(BUILD)/runtime/arch: FORCE
 	@echo '$(RUNTIME_ARCH) $(RUNTIME_DEFS)' | cmp -s - $@ || echo '$(RUNTIME_ARCH) $(RUNTIME_DEFS)' > $@
 
 # a runtime file built portable, or for AVX2, for the tests that run it that way
+# (kept: make would delete them as intermediates after each build)
+.PRECIOUS: $(BUILD)/runtime/%_portable.o $(BUILD)/runtime/%_avx2.o
 $(BUILD)/runtime/%_portable.o: runtime/%.c runtime/nnrt.h $(BUILD)/runtime/arch
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DNNRT_GEMM_PORTABLE $(WARN) $(CFLAGS) $(RUNTIME_ARCH) -c -o $@ $<
