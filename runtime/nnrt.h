@@ -76,7 +76,8 @@ void nnrt_sgemm_conv(int transb, int64_t m, int64_t n, int64_t k, float alpha, c
  * its pixel, dropping those outside the image; beta 0 writes x without
  * reading it. A convolution's input gradient, a transposed convolution. x is
  * bitwise what nnrt_sgemm into a built column matrix, then adding it into
- * beta * x tap by tap, gives (runtime/col2im.c). */
+ * beta * x tap by tap, gives (runtime/col2im.c). An m or n other than the
+ * geometry's computes nothing. */
 void nnrt_sgemm_col2im(int transa, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
 		       const float *b, int64_t ldb, const int64_t *geom, float beta, float *x);
 /* nnrt_sgemm_conv(0, m, OH * OW, 9 C, ...) for a 3x3 convolution of stride
