@@ -40,7 +40,7 @@ typedef struct Lower {
 	const bool *weight_only, *kept;
 	bool prepare;		/* lowering the prepare function */
 	/* the optimizer's scalars for this step (see opt_scalars), set before the first kernel */
-	LoopVar *opt_lr, *opt_step, *opt_root, *opt_decay;
+	LoopVar *opt_lr, *opt_step, *opt_eps, *opt_decay;
 	/* a batchnorm's value at the element its group's body runs on, when
 	 * nothing outside the group reads it (then it has no buffer: bn_head) */
 	const IrNode *head;
@@ -688,8 +688,10 @@ static void opt_scalars(Lower *l, const IrNode *u)
 	LoopExpr *t = loop_ctx(l->fn, LC_STEP);
 	LoopExpr *bc1 = sub(l, f64(l, 1), loop_bin(l->fn, LO_POW, f64(l, u->a.beta1), t));
 	LoopExpr *bc2 = sub(l, f64(l, 1), loop_bin(l->fn, LO_POW, f64(l, u->a.beta2), loop_ctx(l->fn, LC_STEP)));
-	l->opt_step = loop_local(l->fn, LT_F32, dvd(l, loop_ctx(l->fn, LC_LR), bc1));
-	l->opt_root = loop_local(l->fn, LT_F32, un(l, LO_SQRT, bc2));
+	LoopExpr *root = un(l, LO_SQRT, bc2);
+	l->opt_step = loop_local(l->fn, LT_F32, dvd(l, mul(l, loop_ctx(l->fn, LC_LR), root), bc1));
+	l->opt_eps = loop_local(l->fn, LT_F32, mul(l, f64(l, u->a.eps), un(l, LO_SQRT, sub(l, f64(l, 1),
+		loop_bin(l->fn, LO_POW, f64(l, u->a.beta2), loop_ctx(l->fn, LC_STEP))))));
 	if (u->a.wd > 0)
 		l->opt_decay = loop_local(l->fn, LT_F32, sub(l, f64(l, 1), mul(l, loop_ctx(l->fn, LC_LR), f64(l, u->a.wd))));
 }
@@ -734,8 +736,14 @@ static void rmsprop_body(Lower *l, const IrNode *n, LoopVar *i)
 	st(l, p, V(l, i), sub(l, ld(l, p, V(l, i)), mul(l, V(l, l->opt_lr), d)));
 }
 
-/* adam(w): p *= 1 - lr wd; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
- * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
+/*
+ * adam(w): p *= 1 - lr wd; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+ * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps), computed as
+ * p -= (lr sqrt(1 - b2^t) / (1 - b1^t)) * m / (sqrt(v) + eps sqrt(1 - b2^t)):
+ * the same value up to rounding with one division an element instead of
+ * two. Division and square root share one unit; with two divisions Adam
+ * was about 13% of the mlp's step (docs/training.md).
+ */
 static void adam_body(Lower *l, const IrNode *n, LoopVar *i)
 {
 	const IrNode *p = n->in[0], *g = n->in[1], *m = n->in[2], *v = n->in[3];
@@ -745,8 +753,8 @@ static void adam_body(Lower *l, const IrNode *n, LoopVar *i)
 	st(l, m, V(l, i), add(l, mul(l, ld(l, m, V(l, i)), F(l, n->a.beta1)), mul(l, gi, F(l, 1 - n->a.beta1))));
 	LoopExpr *g2 = ld(l, g, V(l, i));
 	st(l, v, V(l, i), add(l, mul(l, ld(l, v, V(l, i)), F(l, n->a.beta2)), mul(l, mul(l, g2, ld(l, g, V(l, i))), F(l, 1 - n->a.beta2))));
-	LoopExpr *den = add(l, dvd(l, un(l, LO_SQRT, ld(l, v, V(l, i))), V(l, l->opt_root)), F(l, n->a.eps));
-	st(l, p, V(l, i), sub(l, ld(l, p, V(l, i)), mul(l, V(l, l->opt_step), dvd(l, ld(l, m, V(l, i)), den))));
+	LoopExpr *den = add(l, un(l, LO_SQRT, ld(l, v, V(l, i))), V(l, l->opt_eps));
+	st(l, p, V(l, i), sub(l, ld(l, p, V(l, i)), dvd(l, mul(l, V(l, l->opt_step), ld(l, m, V(l, i))), den)));
 }
 
 static void update_body(Lower *l, const IrNode *n, LoopVar *i)
