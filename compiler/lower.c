@@ -1199,14 +1199,17 @@ static bool conv_implicit(const ConvGeom *g)
 }
 
 /* A 3x3 weight gradient of stride and dilation 1 with 16 channels and 16
- * filters a group or more: the runtime computes it from the image by
- * Winograd's algorithm (runtime/winograd.c, the same rule as
- * nnrt_winograd_pays_dw), 1.3-1.7x its other paths with AVX-512 or AVX2;
- * resnet_mini's 3x3s. The portable runtime builds col per call for it. */
+ * filters a group or more, or a 5x5 one with 6 channels and 16 filters or
+ * more: the runtime computes it from the image by Winograd's algorithm
+ * (runtime/winograd.c, the same rules as nnrt_winograd_pays_dw and
+ * nnrt_winograd_pays_5x5_dw), 1.3-1.7x its other paths with AVX-512 or AVX2
+ * for resnet_mini's 3x3s; lenet's second layer's step 1.09x (JIT). The
+ * portable runtime builds col per call for it. */
 static bool conv_winograd_dw(const ConvGeom *g)
 {
-	return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
-	       g->big_c / g->groups >= 16 && g->small_c / g->groups >= 16;
+	int64_t c = g->big_c / g->groups, f = g->small_c / g->groups;
+	return g->kh == g->kw && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
+	       ((g->kh == 3 && c >= 16 && f >= 16) || (g->kh == 5 && c >= 6 && f >= 16));
 }
 
 /* A weight gradient reads its implicit column matrix by dot products, each

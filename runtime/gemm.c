@@ -50,8 +50,9 @@
  * (im2col) that is never built: its slivers are packed straight from the
  * image, always (see "implicit im2col"), with the values the built matrix
  * would have, so C is bitwise nnrt_sgemm's on it. Except: a 3x3 product of
- * stride 1, or its weight gradient, goes to Winograd's algorithm (winograd.c)
- * where nnrt_winograd_pays or nnrt_winograd_pays_dw say so, which rounds
+ * stride 1, or its weight gradient, or a 5x5 weight gradient, goes to
+ * Winograd's algorithm (winograd.c) where nnrt_winograd_pays,
+ * nnrt_winograd_pays_dw or nnrt_winograd_pays_5x5_dw say so, which rounds
  * differently.
  *
  * Built with NNRT_BLAS_OPENBLAS (make BLAS=openblas), the products go to
@@ -1609,9 +1610,11 @@ void nnrt_sgemm_conv(int transb, int64_t m, int64_t n, int64_t k, float alpha, c
 		return;
 #endif
 	if (transb) {
-		if (!(GEMM_AVX2 && n == 9 * geom[NNRT_CONV_C] && k == geom[NNRT_CONV_OH] * geom[NNRT_CONV_OW] &&
-		      ldc >= n && nnrt_winograd_pays_dw(m, geom) &&
-		      nnrt_winograd_3x3_dw(m, alpha, a, lda, x, geom, beta, c, ldc)))
+		int sized = GEMM_AVX2 && k == geom[NNRT_CONV_OH] * geom[NNRT_CONV_OW] && ldc >= n;
+		if (!(sized && n == 9 * geom[NNRT_CONV_C] && nnrt_winograd_pays_dw(m, geom) &&
+		      nnrt_winograd_3x3_dw(m, alpha, a, lda, x, geom, beta, c, ldc)) &&
+		    !(sized && n == 25 * geom[NNRT_CONV_C] && nnrt_winograd_pays_5x5_dw(m, geom) &&
+		      nnrt_winograd_5x5_dw(m, alpha, a, lda, x, geom, beta, c, ldc)))
 			native_sgemm_conv_t(m, n, k, alpha, a, lda, x, geom, beta, c, ldc);
 	} else if (!(GEMM_AVX2 && k == 9 * geom[NNRT_CONV_C] && ldc >= n && nnrt_winograd_pays(m, lda, geom) &&
 		   nnrt_winograd_3x3(m, alpha, a, lda, x, geom, beta, c, ldc)))

@@ -305,7 +305,7 @@ static float *im2col(const int64_t *g, const float *x)
 }
 
 /* C from nnrt_sgemm_conv is bitwise C from nnrt_sgemm on the built column
- * matrix (or from nnrt_winograd_3x3, where it takes that path), on the given
+ * matrix (or from the Winograd functions, where it takes their path), on the given
  * threads; beta 0 gets C full of NaN. Without transb the product is m x
  * positions over the column matrix's rows (a convolution); with it, m x rows
  * over the positions (a weight gradient). */
@@ -327,14 +327,16 @@ static void run_conv(const Conv *cv, int transb, float alpha, float beta, int th
 			c.p[i * c.ld + j] = want.p[i * c.ld + j] = beta == 0.0f ? NAN : c.p[i * c.ld + j];
 	float *b = im2col(g, x.p);
 	nnrt_pool_set_threads(threads);
-	/* where nnrt_sgemm_conv hands a 3x3 product or weight gradient to
-	 * Winograd's algorithm (test_winograd.c checks its values), C is exactly
+	/* where nnrt_sgemm_conv hands a 3x3 product or weight gradient, or a 5x5
+	 * weight gradient, to Winograd's algorithm (test_winograd.c checks its values), C is exactly
 	 * that function's; the portable gemm.c never does */
 	int winograd = 0;
 #ifndef NNRT_GEMM_PORTABLE
 	if (transb)
-		winograd = nnrt_winograd_pays_dw(cv->m, g) &&
-			   nnrt_winograd_3x3_dw(cv->m, alpha, a.p, a.ld, x.p, g, beta, want.p, want.ld);
+		winograd = (nnrt_winograd_pays_dw(cv->m, g) &&
+			    nnrt_winograd_3x3_dw(cv->m, alpha, a.p, a.ld, x.p, g, beta, want.p, want.ld)) ||
+			   (nnrt_winograd_pays_5x5_dw(cv->m, g) &&
+			    nnrt_winograd_5x5_dw(cv->m, alpha, a.p, a.ld, x.p, g, beta, want.p, want.ld));
 	else
 		winograd = nnrt_winograd_pays(cv->m, a.ld, g) &&
 			   nnrt_winograd_3x3(cv->m, alpha, a.p, a.ld, x.p, g, beta, want.p, want.ld);

@@ -1,12 +1,14 @@
 /*
- * test_winograd.c: nnrt_winograd_3x3 and nnrt_winograd_3x3_dw (the weight
- * gradient) against the convolution's definition summed in double, over
+ * test_winograd.c: nnrt_winograd_3x3, nnrt_winograd_3x3_dw and
+ * nnrt_winograd_5x5_dw (the weight gradients) against the convolution's
+ * definition summed in double, over
  * channels and filters from 1 to past a block of 16, images from 1x1 to
  * wider than one vector of tiles (odd, non-square; rows of up to 8 tiles
  * share a vector with the next row's), pads 0 to 2, alpha, beta 0 (C full
  * of NaN), 1 and another, and leading dimensions wider than the rows. An
  * error bound relative to the sum of the products' magnitudes, 1e-5, leaves
- * rounding room and catches any misplaced tap, tile or lane. Padding of C
+ * rounding room and catches any misplaced tap, tile or lane (5x5: 1e-6 of
+ * |dy| times the magnitude of the 6x6 patches, see run_case_dw). Padding of C
  * holds a sentinel that must survive. Geometries they do not take (strides,
  * dilation, other kernels) must return 0 with C untouched. The Makefile
  * also builds this file against winograd.c compiled for AVX2 (8 tiles, or
@@ -32,6 +34,7 @@ typedef struct Case {
 	int64_t c, h, w, p, m;
 	float alpha, beta;
 	int64_t lda_pad, ldc_pad;
+	int64_t kk;	/* the kernel's size, 3 or 5 (5: the weight gradient only) */
 } Case;
 
 static float uniform(NnrtRng *r)
@@ -98,20 +101,20 @@ static void test_values(void **state)
 {
 	(void)state;
 	static const Case cases[] = {
-		/* c, h, w, p, m, alpha, beta, lda pad, ldc pad */
-		{16, 28, 28, 1, 16, 1.0f, 0.0f, 0, 0},		/* resnet_mini's 3x3 */
-		{16, 28, 28, 1, 16, 1.0f, 1.0f, 0, 0},		/* with a bias in C */
-		{24, 32, 32, 1, 8, 1.0f, 0.0f, 0, 0},		/* unet_tiny's last 3x3: 16 tiles a row */
-		{1, 1, 1, 1, 1, 1.0f, 0.0f, 0, 0},		/* one pixel, one tile, one output */
-		{3, 2, 2, 1, 5, 0.5f, -0.75f, 2, 3},
-		{5, 3, 3, 0, 3, 1.0f, 0.0f, 0, 1},		/* no pad: one output */
-		{4, 7, 9, 1, 17, 1.0f, 1.0f, 1, 2},		/* odd sizes, m past a block of 16 */
-		{20, 9, 8, 2, 33, -1.5f, 0.25f, 3, 0},	/* pad 2, blocks 16 + 16 + 1 */
-		{33, 31, 35, 1, 12, 1.0f, 0.0f, 0, 5},		/* 18 tiles a row: two vectors */
-		{2, 40, 33, 0, 4, 2.0f, 1.0f, 0, 0},		/* 16 tiles and a ragged output column */
-		{8, 5, 70, 1, 9, 1.0f, 0.0f, 0, 0},		/* 35 tiles a row: three vectors */
-		{8, 16, 16, 1, 16, 1.0f, 1.0f, 0, 0},		/* 8 tiles a row: two rows a vector */
-		{6, 13, 14, 1, 7, 1.0f, 0.0f, 0, 2},		/* 7 rows of 7 tiles: the last vector half empty */
+		/* c, h, w, p, m, alpha, beta, lda pad, ldc pad, kernel */
+		{16, 28, 28, 1, 16, 1.0f, 0.0f, 0, 0, 3},		/* resnet_mini's 3x3 */
+		{16, 28, 28, 1, 16, 1.0f, 1.0f, 0, 0, 3},		/* with a bias in C */
+		{24, 32, 32, 1, 8, 1.0f, 0.0f, 0, 0, 3},		/* unet_tiny's last 3x3: 16 tiles a row */
+		{1, 1, 1, 1, 1, 1.0f, 0.0f, 0, 0, 3},		/* one pixel, one tile, one output */
+		{3, 2, 2, 1, 5, 0.5f, -0.75f, 2, 3, 3},
+		{5, 3, 3, 0, 3, 1.0f, 0.0f, 0, 1, 3},		/* no pad: one output */
+		{4, 7, 9, 1, 17, 1.0f, 1.0f, 1, 2, 3},		/* odd sizes, m past a block of 16 */
+		{20, 9, 8, 2, 33, -1.5f, 0.25f, 3, 0, 3},	/* pad 2, blocks 16 + 16 + 1 */
+		{33, 31, 35, 1, 12, 1.0f, 0.0f, 0, 5, 3},		/* 18 tiles a row: two vectors */
+		{2, 40, 33, 0, 4, 2.0f, 1.0f, 0, 0, 3},		/* 16 tiles and a ragged output column */
+		{8, 5, 70, 1, 9, 1.0f, 0.0f, 0, 0, 3},		/* 35 tiles a row: three vectors */
+		{8, 16, 16, 1, 16, 1.0f, 1.0f, 0, 0, 3},		/* 8 tiles a row: two rows a vector */
+		{6, 13, 14, 1, 7, 1.0f, 0.0f, 0, 2, 3},		/* 7 rows of 7 tiles: the last vector half empty */
 	};
 	int ran = 0;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -121,13 +124,15 @@ static void test_values(void **state)
 	assert_int_equal(ran, (int)(sizeof cases / sizeof cases[0]));
 }
 
-/* nnrt_winograd_3x3_dw, the weight gradient: C[f][c * 9 + tap] = alpha *
- * sum over the outputs of dy[f][o] x[c][o + tap] + beta * C; a holds dy */
+/* nnrt_winograd_3x3_dw and nnrt_winograd_5x5_dw, the weight gradients:
+ * C[f][c * kk^2 + tap] = alpha * sum over the outputs of dy[f][o] x[c][o +
+ * tap] + beta * C; a holds dy */
 static int run_case_dw(const Case *t, uint64_t seed)
 {
-	int64_t oh = t->h + 2 * t->p - 2, ow = t->w + 2 * t->p - 2, n = oh * ow, k = 9 * t->c;
+	int64_t kk = t->kk, taps = kk * kk;
+	int64_t oh = t->h + 2 * t->p - (kk - 1), ow = t->w + 2 * t->p - (kk - 1), n = oh * ow, k = taps * t->c;
 	int64_t lda = n + t->lda_pad, ldc = k + t->ldc_pad;
-	int64_t g[NNRT_CONV_GEOM] = {t->c, t->h, t->w, 3, 3, 1, 1, t->p, t->p, 1, 1, oh, ow};
+	int64_t g[NNRT_CONV_GEOM] = {t->c, t->h, t->w, kk, kk, 1, 1, t->p, t->p, 1, 1, oh, ow};
 	NnrtRng r;
 	nnrt_rng_seed(&r, seed, 6);
 	float *dy = malloc((size_t)(t->m * lda) * sizeof *dy), *x = malloc((size_t)(t->c * t->h * t->w) * sizeof *x);
@@ -140,15 +145,16 @@ static int run_case_dw(const Case *t, uint64_t seed)
 	for (int64_t i = 0; i < t->m * ldc; i++)
 		c0[i] = i % ldc >= k ? sentinel : t->beta == 0.0f ? NAN : uniform(&r);
 	memcpy(c, c0, (size_t)(t->m * ldc) * sizeof *c);
-	int ran = nnrt_winograd_3x3_dw(t->m, t->alpha, dy, lda, x, g, t->beta, c, ldc);
+	int ran = kk == 5 ? nnrt_winograd_5x5_dw(t->m, t->alpha, dy, lda, x, g, t->beta, c, ldc)
+			  : nnrt_winograd_3x3_dw(t->m, t->alpha, dy, lda, x, g, t->beta, c, ldc);
 	for (int64_t f = 0; ran && f < t->m; f++) {
 		for (int64_t j = k; j < ldc; j++)
 			if (c[f * ldc + j] != sentinel)
-				fail_msg("dw c=%lld %lldx%lld p=%lld m=%lld: padding of C row %lld written",
-					 (long long)t->c, (long long)t->h, (long long)t->w, (long long)t->p,
+				fail_msg("dw %lldx%lld c=%lld %lldx%lld p=%lld m=%lld: padding of C row %lld written",
+					 (long long)kk, (long long)kk, (long long)t->c, (long long)t->h, (long long)t->w, (long long)t->p,
 					 (long long)t->m, (long long)f);
 		for (int64_t j = 0; j < k; j++) {
-			int64_t ci = j / 9, ky = j % 9 / 3, kx = j % 3;
+			int64_t ci = j / taps, ky = j % taps / kk, kx = j % kk;
 			double sum = 0.0, mag = 0.0;
 			for (int64_t oy = 0; oy < oh; oy++)
 				for (int64_t ox = 0; ox < ow; ox++) {
@@ -159,12 +165,28 @@ static int run_case_dw(const Case *t, uint64_t seed)
 					sum += v;
 					mag += fabs(v);
 				}
+			/* 5x5: the transforms mix the whole 6x6 patch under a tile, the taps that
+			 * miss its outputs included, and the points 2 and -2 weigh them by up to
+			 * 25: the rounding scales with |dy| times what the patch holds (measured
+			 * at up to 1.04e-7 of that here; the bound leaves 10x; a misplaced tap
+			 * is off by about the sum itself, some 1e-2 of it) */
+			double wide = 0.0;
+			for (int64_t o = 0; kk == 5 && o < oh * ow; o++) {
+				int64_t y0 = o / ow / 2 * 2 - t->p, x0 = o % ow / 2 * 2 - t->p;
+				double patch = 0.0;
+				for (int64_t py = y0; py < y0 + 6; py++)
+					for (int64_t px = x0; px < x0 + 6; px++)
+						if (py >= 0 && py < t->h && px >= 0 && px < t->w)
+							patch += fabs(x[(ci * t->h + py) * t->w + px]);
+				wide += fabs(dy[f * lda + o]) * patch;
+			}
 			double old = t->beta == 0.0f ? 0.0 : (double)t->beta * c0[f * ldc + j];
 			double want = t->alpha * sum + old, got = c[f * ldc + j];
-			double bound = 1e-5 * (fabs(t->alpha) * mag + fabs(old)) + 1e-30;
+			double bound = (kk == 5 ? 1e-6 * fabs(t->alpha) * wide : 1e-5 * fabs(t->alpha) * mag) +
+				       1e-5 * fabs(old) + 1e-30;
 			if (!(fabs(got - want) <= bound))
-				fail_msg("dw c=%lld %lldx%lld p=%lld m=%lld alpha=%g beta=%g: C[%lld][%lld] = %.9g, want "
-					 "%.9g (bound %.3g)", (long long)t->c, (long long)t->h, (long long)t->w,
+				fail_msg("dw %lldx%lld c=%lld %lldx%lld p=%lld m=%lld alpha=%g beta=%g: C[%lld][%lld] = %.9g, "
+					 "want %.9g (bound %.3g)", (long long)kk, (long long)kk, (long long)t->c, (long long)t->h, (long long)t->w,
 					 (long long)t->p, (long long)t->m, t->alpha, t->beta, (long long)f, (long long)j,
 					 got, want, bound);
 		}
@@ -182,17 +204,27 @@ static void test_weight_gradient(void **state)
 {
 	(void)state;
 	static const Case cases[] = {
-		/* c, h, w, p, m, alpha, beta, lda pad, ldc pad */
-		{16, 28, 28, 1, 16, 1.0f, 0.0f, 0, 0},		/* resnet_mini's 3x3 */
-		{16, 28, 28, 1, 16, 1.0f, 1.0f, 0, 0},		/* summed over samples */
-		{24, 32, 32, 1, 8, 1.0f, 0.0f, 0, 0},		/* 8 filters: channels in the lanes */
-		{1, 1, 1, 1, 1, 1.0f, 0.0f, 0, 0},
-		{3, 2, 2, 1, 5, 0.5f, -0.75f, 2, 3},
-		{5, 3, 3, 0, 3, 1.0f, 0.0f, 0, 1},
-		{4, 7, 9, 1, 17, 1.0f, 1.0f, 1, 2},
-		{20, 9, 8, 2, 33, -1.5f, 0.25f, 3, 0},
-		{33, 31, 35, 1, 12, 1.0f, 0.0f, 0, 5},
-		{17, 13, 14, 1, 18, 1.0f, 0.0f, 0, 2},
+		/* c, h, w, p, m, alpha, beta, lda pad, ldc pad, kernel */
+		{16, 28, 28, 1, 16, 1.0f, 0.0f, 0, 0, 3},		/* resnet_mini's 3x3 */
+		{16, 28, 28, 1, 16, 1.0f, 1.0f, 0, 0, 3},		/* summed over samples */
+		{24, 32, 32, 1, 8, 1.0f, 0.0f, 0, 0, 3},		/* 8 filters: channels in the lanes */
+		{1, 1, 1, 1, 1, 1.0f, 0.0f, 0, 0, 3},
+		{3, 2, 2, 1, 5, 0.5f, -0.75f, 2, 3, 3},
+		{5, 3, 3, 0, 3, 1.0f, 0.0f, 0, 1, 3},
+		{4, 7, 9, 1, 17, 1.0f, 1.0f, 1, 2, 3},
+		{20, 9, 8, 2, 33, -1.5f, 0.25f, 3, 0, 3},
+		{33, 31, 35, 1, 12, 1.0f, 0.0f, 0, 5, 3},
+		{17, 13, 14, 1, 18, 1.0f, 0.0f, 0, 2, 3},
+		/* 5x5 */
+		{6, 14, 14, 0, 16, 1.0f, 0.0f, 0, 0, 5},	/* lenet's second layer */
+		{6, 14, 14, 0, 16, 1.0f, 1.0f, 0, 0, 5},	/* summed over samples */
+		{1, 28, 28, 2, 6, 1.0f, 0.0f, 0, 0, 5},		/* lenet's first: "same", 1 channel, 6 filters */
+		{24, 9, 8, 1, 8, 1.0f, 0.0f, 0, 0, 5},		/* 8 filters: channels in the lanes */
+		{1, 5, 5, 0, 1, 1.0f, 0.0f, 0, 0, 5},		/* one output */
+		{3, 4, 4, 2, 5, 0.5f, -0.75f, 2, 3, 5},		/* patches mostly outside the image */
+		{5, 9, 12, 1, 17, 1.0f, 1.0f, 1, 2, 5},		/* odd output rows, m past a block of 16 */
+		{20, 11, 10, 3, 33, -1.5f, 0.25f, 3, 0, 5},	/* pad past the kernel's middle, 16 + 16 + 1 */
+		{17, 15, 13, 2, 18, 1.0f, 0.0f, 0, 2, 5},	/* channels past a block of 16 */
 	};
 	int ran = 0;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -202,8 +234,8 @@ static void test_weight_gradient(void **state)
 	assert_int_equal(ran, (int)(sizeof cases / sizeof cases[0]));
 }
 
-/* strides, dilation, 5x5 and 3x1 kernels and an output size that does not
- * follow from the image are not its to take: 0, and C untouched */
+/* strides, dilation, other kernels and an output size that does not follow
+ * from the image are not theirs to take: 0, and C untouched */
 static void test_declines(void **state)
 {
 	(void)state;
@@ -211,19 +243,31 @@ static void test_declines(void **state)
 		/* c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow */
 		{4, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 4, 4},
 		{4, 8, 8, 3, 3, 1, 1, 2, 2, 2, 2, 8, 8},
-		{4, 8, 8, 5, 5, 1, 1, 2, 2, 1, 1, 8, 8},
 		{4, 8, 8, 3, 1, 1, 1, 1, 0, 1, 1, 8, 8},
 		{4, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 7, 8},
+		{4, 8, 8, 5, 5, 2, 2, 2, 2, 1, 1, 4, 4},
+		{4, 8, 8, 5, 5, 1, 1, 4, 4, 2, 2, 8, 8},
+		{4, 8, 8, 5, 3, 1, 1, 2, 1, 1, 1, 8, 8},
+		{4, 8, 8, 5, 5, 1, 1, 2, 2, 1, 1, 8, 7},
+		{4, 8, 8, 5, 5, 1, 1, 2, 2, 1, 1, 8, 8},	/* a 5x5 the 3x3 functions must refuse */
+		{4, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8},	/* and a 3x3 the 5x5 ones must */
 	};
-	float a[16 * 36] = {0}, x[4 * 64] = {0}, c[4 * 64];
-	for (size_t i = 0; i < sizeof geoms / sizeof geoms[0]; i++) {
-		for (int j = 0; j < 4 * 64; j++)
+	enum { N = sizeof geoms / sizeof geoms[0] };
+	float a[16 * 100] = {0}, x[4 * 64] = {0}, c[16 * 100];
+	for (size_t i = 0; i < N; i++) {
+		for (int j = 0; j < 16 * 100; j++)
 			c[j] = sentinel;
-		assert_int_equal(nnrt_winograd_3x3(4, 1.0f, a, 36, x, geoms[i], 0.0f, c, 64), 0);
-		assert_int_equal(nnrt_winograd_pays(4, 36, geoms[i]), 0);
-		assert_int_equal(nnrt_winograd_3x3_dw(4, 1.0f, x, 64, x, geoms[i], 0.0f, c, 64), 0);
-		assert_int_equal(nnrt_winograd_pays_dw(16, geoms[i]), 0);
-		for (int j = 0; j < 4 * 64; j++)
+		if (i != N - 1) {
+			assert_int_equal(nnrt_winograd_3x3(4, 1.0f, a, 36, x, geoms[i], 0.0f, c, 64), 0);
+			assert_int_equal(nnrt_winograd_pays(4, 36, geoms[i]), 0);
+			assert_int_equal(nnrt_winograd_3x3_dw(4, 1.0f, x, 64, x, geoms[i], 0.0f, c, 36), 0);
+			assert_int_equal(nnrt_winograd_pays_dw(16, geoms[i]), 0);
+		}
+		if (i != N - 2) {
+			assert_int_equal(nnrt_winograd_5x5_dw(16, 1.0f, a, 64, x, geoms[i], 0.0f, c, 100), 0);
+			assert_int_equal(nnrt_winograd_pays_5x5_dw(16, geoms[i]), 0);
+		}
+		for (int j = 0; j < 16 * 100; j++)
 			assert_true(c[j] == sentinel);
 	}
 }
@@ -247,6 +291,15 @@ static void test_pays(void **state)
 	assert_true(nnrt_winograd_pays_dw(16, g8));	/* a weight gradient sums over tiles, not lanes */
 	assert_false(nnrt_winograd_pays_dw(8, g28));	/* 8 filters */
 	assert_false(nnrt_winograd_pays_dw(16, g16c8));	/* 8 channels */
+	int64_t lenet2[NNRT_CONV_GEOM] = {6, 14, 14, 5, 5, 1, 1, 0, 0, 1, 1, 10, 10};
+	int64_t lenet1[NNRT_CONV_GEOM] = {1, 28, 28, 5, 5, 1, 1, 2, 2, 1, 1, 28, 28};
+	int64_t c4[NNRT_CONV_GEOM] = {4, 28, 28, 5, 5, 1, 1, 2, 2, 1, 1, 28, 28};
+	assert_true(nnrt_winograd_pays_5x5_dw(16, lenet2));
+	assert_false(nnrt_winograd_pays_5x5_dw(8, lenet2));	/* 8 filters: half a vector */
+	assert_false(nnrt_winograd_pays_5x5_dw(6, lenet1));	/* one channel */
+	assert_false(nnrt_winograd_pays_5x5_dw(16, c4));	/* 4 channels */
+	assert_false(nnrt_winograd_pays_5x5_dw(16, g28));	/* 3x3 */
+	assert_false(nnrt_winograd_pays_dw(16, lenet2));	/* 5x5 */
 }
 
 int main(void)
