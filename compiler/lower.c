@@ -1186,30 +1186,40 @@ static LoopConv implicit_geom(const ConvGeom *g)
 			   .oh = g->small_h, .ow = g->small_w };
 }
 
+/* A 5x5 convolution of stride and dilation 1 with 6 channels and 16 filters
+ * a group or more: the runtime computes it, and its weight gradient, by
+ * Winograd's F(2x2, 5x5) with AVX-512 or AVX2 (runtime/winograd.c, the same
+ * rules as nnrt_winograd_pays_5x5 and nnrt_winograd_pays_5x5_dw); lenet's
+ * second layer. The portable runtime builds col per call for it. */
+static bool conv_winograd5(const ConvGeom *g)
+{
+	return g->kh == 5 && g->kw == 5 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
+	       g->big_c / g->groups >= 6 && g->small_c / g->groups >= 16;
+}
+
 /* Below 64 rows (lenet's first layer: 25, a one-channel 3x3: 9) a sliver's
  * tables cost more than its few rows save, and below 16 output columns a
  * sliver takes 3 or more output rows, each a masked load per row of the
  * sliver: col is built. Measured, AVX-512: 25 and 9 rows 0.83x and 0.90x
  * the built col's speed; lenet's second layer (10 columns) cost 45% more
- * in training than with col built; 16 channels 3x3 on 14x14 to 32x32,
- * 1.0-1.5x. */
+ * in training than with col built, until Winograd's algorithm took it;
+ * 16 channels 3x3 on 14x14 to 32x32, 1.0-1.5x. */
 static bool conv_implicit(const ConvGeom *g)
 {
-	return !conv_direct(g) && group_k(g) >= 64 && g->small_w >= 16;
+	return !conv_direct(g) && ((group_k(g) >= 64 && g->small_w >= 16) || conv_winograd5(g));
 }
 
 /* A 3x3 weight gradient of stride and dilation 1 with 16 channels and 16
- * filters a group or more, or a 5x5 one with 6 channels and 16 filters or
- * more: the runtime computes it from the image by Winograd's algorithm
- * (runtime/winograd.c, the same rules as nnrt_winograd_pays_dw and
- * nnrt_winograd_pays_5x5_dw), 1.3-1.7x its other paths with AVX-512 or AVX2
- * for resnet_mini's 3x3s; lenet's second layer's step 1.09x (JIT). The
- * portable runtime builds col per call for it. */
+ * filters a group or more, or a 5x5 one of conv_winograd5: the runtime
+ * computes it from the image by Winograd's algorithm (runtime/winograd.c,
+ * the same rules as nnrt_winograd_pays_dw and nnrt_winograd_pays_5x5_dw),
+ * 1.3-1.7x its other paths with AVX-512 or AVX2 for resnet_mini's 3x3s;
+ * lenet's step 1.09x (JIT) for its second layer's. The portable runtime
+ * builds col per call for it. */
 static bool conv_winograd_dw(const ConvGeom *g)
 {
-	int64_t c = g->big_c / g->groups, f = g->small_c / g->groups;
-	return g->kh == g->kw && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
-	       ((g->kh == 3 && c >= 16 && f >= 16) || (g->kh == 5 && c >= 6 && f >= 16));
+	return (g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
+		g->big_c / g->groups >= 16 && g->small_c / g->groups >= 16) || conv_winograd5(g);
 }
 
 /* A weight gradient reads its implicit column matrix by dot products, each

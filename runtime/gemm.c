@@ -50,10 +50,10 @@
  * (im2col) that is never built: its slivers are packed straight from the
  * image, always (see "implicit im2col"), with the values the built matrix
  * would have, so C is bitwise nnrt_sgemm's on it. Except: a 3x3 product of
- * stride 1, or its weight gradient, or a 5x5 weight gradient, goes to
+ * stride 1, or its weight gradient, and the same for 5x5, goes to
  * Winograd's algorithm (winograd.c) where nnrt_winograd_pays,
- * nnrt_winograd_pays_dw or nnrt_winograd_pays_5x5_dw say so, which rounds
- * differently.
+ * nnrt_winograd_pays_dw, nnrt_winograd_pays_5x5 or nnrt_winograd_pays_5x5_dw
+ * say so, which rounds differently.
  *
  * Built with NNRT_BLAS_OPENBLAS (make BLAS=openblas), the products go to
  * OpenBLAS instead, with the same API and guarantees (the end of this file);
@@ -1617,6 +1617,8 @@ void nnrt_sgemm_conv(int transb, int64_t m, int64_t n, int64_t k, float alpha, c
 		      nnrt_winograd_5x5_dw(m, alpha, a, lda, x, geom, beta, c, ldc)))
 			native_sgemm_conv_t(m, n, k, alpha, a, lda, x, geom, beta, c, ldc);
 	} else if (!(GEMM_AVX2 && k == 9 * geom[NNRT_CONV_C] && ldc >= n && nnrt_winograd_pays(m, lda, geom) &&
-		   nnrt_winograd_3x3(m, alpha, a, lda, x, geom, beta, c, ldc)))
+		     nnrt_winograd_3x3(m, alpha, a, lda, x, geom, beta, c, ldc)) &&
+		   !(GEMM_AVX2 && k == 25 * geom[NNRT_CONV_C] && ldc >= n && nnrt_winograd_pays_5x5(m, lda, geom) &&
+		     nnrt_winograd_5x5(m, alpha, a, lda, x, geom, beta, c, ldc)))
 		native_sgemm_conv(m, n, k, alpha, a, lda, x, geom, beta, c, ldc);
 }

@@ -94,6 +94,12 @@ int nnrt_winograd_pays(int64_t m, int64_t lda, const int64_t *geom);
 int nnrt_winograd_3x3_dw(int64_t m, float alpha, const float *a, int64_t lda, const float *x,
 			 const int64_t *geom, float beta, float *c, int64_t ldc);
 int nnrt_winograd_pays_dw(int64_t m, const int64_t *geom);
+/* nnrt_sgemm_conv(0, m, OH * OW, 25 C, ...) for a 5x5 convolution of stride
+ * and dilation 1 by F(2x2, 5x5); the same returns, and nnrt_sgemm_conv takes
+ * it where nnrt_winograd_pays_5x5 */
+int nnrt_winograd_5x5(int64_t m, float alpha, const float *a, int64_t lda, const float *x, const int64_t *geom,
+		      float beta, float *c, int64_t ldc);
+int nnrt_winograd_pays_5x5(int64_t m, int64_t lda, const int64_t *geom);
 /* nnrt_sgemm_conv(1, m, 25 C, OH * OW, ...), a 5x5 convolution's weight
  * gradient (stride and dilation 1), by F(2x2, 5x5); the same returns, and
  * nnrt_sgemm_conv takes it where nnrt_winograd_pays_5x5_dw */

@@ -327,8 +327,8 @@ static void run_conv(const Conv *cv, int transb, float alpha, float beta, int th
 			c.p[i * c.ld + j] = want.p[i * c.ld + j] = beta == 0.0f ? NAN : c.p[i * c.ld + j];
 	float *b = im2col(g, x.p);
 	nnrt_pool_set_threads(threads);
-	/* where nnrt_sgemm_conv hands a 3x3 product or weight gradient, or a 5x5
-	 * weight gradient, to Winograd's algorithm (test_winograd.c checks its values), C is exactly
+	/* where nnrt_sgemm_conv hands a 3x3 or 5x5 product or weight gradient to
+	 * Winograd's algorithm (test_winograd.c checks its values), C is exactly
 	 * that function's; the portable gemm.c never does */
 	int winograd = 0;
 #ifndef NNRT_GEMM_PORTABLE
@@ -338,8 +338,10 @@ static void run_conv(const Conv *cv, int transb, float alpha, float beta, int th
 			   (nnrt_winograd_pays_5x5_dw(cv->m, g) &&
 			    nnrt_winograd_5x5_dw(cv->m, alpha, a.p, a.ld, x.p, g, beta, want.p, want.ld));
 	else
-		winograd = nnrt_winograd_pays(cv->m, a.ld, g) &&
-			   nnrt_winograd_3x3(cv->m, alpha, a.p, a.ld, x.p, g, beta, want.p, want.ld);
+		winograd = (nnrt_winograd_pays(cv->m, a.ld, g) &&
+			    nnrt_winograd_3x3(cv->m, alpha, a.p, a.ld, x.p, g, beta, want.p, want.ld)) ||
+			   (nnrt_winograd_pays_5x5(cv->m, a.ld, g) &&
+			    nnrt_winograd_5x5(cv->m, alpha, a.p, a.ld, x.p, g, beta, want.p, want.ld));
 #endif
 	if (!winograd)
 		nnrt_sgemm(0, transb, cv->m, n, k, alpha, a.p, a.ld, b, cols, beta, want.p, want.ld);

@@ -1,14 +1,14 @@
 /*
- * test_winograd.c: nnrt_winograd_3x3, nnrt_winograd_3x3_dw and
- * nnrt_winograd_5x5_dw (the weight gradients) against the convolution's
- * definition summed in double, over
+ * test_winograd.c: nnrt_winograd_3x3 and nnrt_winograd_5x5, and their weight
+ * gradients nnrt_winograd_3x3_dw and nnrt_winograd_5x5_dw, against the
+ * convolution's definition summed in double, over
  * channels and filters from 1 to past a block of 16, images from 1x1 to
  * wider than one vector of tiles (odd, non-square; rows of up to 8 tiles
  * share a vector with the next row's), pads 0 to 2, alpha, beta 0 (C full
  * of NaN), 1 and another, and leading dimensions wider than the rows. An
  * error bound relative to the sum of the products' magnitudes, 1e-5, leaves
- * rounding room and catches any misplaced tap, tile or lane (5x5: 1e-6 of
- * |dy| times the magnitude of the 6x6 patches, see run_case_dw). Padding of C
+ * rounding room and catches any misplaced tap, tile or lane (5x5: relative
+ * to the magnitude of the 6x6 patches, see run_case and run_case_dw). Padding of C
  * holds a sentinel that must survive. Geometries they do not take (strides,
  * dilation, other kernels) must return 0 with C untouched. The Makefile
  * also builds this file against winograd.c compiled for AVX2 (8 tiles, or
@@ -34,7 +34,7 @@ typedef struct Case {
 	int64_t c, h, w, p, m;
 	float alpha, beta;
 	int64_t lda_pad, ldc_pad;
-	int64_t kk;	/* the kernel's size, 3 or 5 (5: the weight gradient only) */
+	int64_t kk;	/* the kernel's size, 3 or 5 */
 } Case;
 
 static float uniform(NnrtRng *r)
@@ -45,9 +45,10 @@ static float uniform(NnrtRng *r)
 /* 1 when the case ran (AVX-512), 0 when the function took nothing */
 static int run_case(const Case *t, uint64_t seed)
 {
-	int64_t oh = t->h + 2 * t->p - 2, ow = t->w + 2 * t->p - 2, n = oh * ow, k = 9 * t->c;
+	int64_t kk = t->kk, taps = kk * kk;
+	int64_t oh = t->h + 2 * t->p - (kk - 1), ow = t->w + 2 * t->p - (kk - 1), n = oh * ow, k = taps * t->c;
 	int64_t lda = k + t->lda_pad, ldc = n + t->ldc_pad;
-	int64_t g[NNRT_CONV_GEOM] = {t->c, t->h, t->w, 3, 3, 1, 1, t->p, t->p, 1, 1, oh, ow};
+	int64_t g[NNRT_CONV_GEOM] = {t->c, t->h, t->w, kk, kk, 1, 1, t->p, t->p, 1, 1, oh, ow};
 	NnrtRng r;
 	nnrt_rng_seed(&r, seed, 5);
 	float *a = malloc((size_t)(t->m * lda) * sizeof *a), *x = malloc((size_t)(t->c * t->h * t->w) * sizeof *x);
@@ -60,7 +61,8 @@ static int run_case(const Case *t, uint64_t seed)
 	for (int64_t i = 0; i < t->m * ldc; i++)
 		c0[i] = i % ldc >= n ? sentinel : t->beta == 0.0f ? NAN : uniform(&r);
 	memcpy(c, c0, (size_t)(t->m * ldc) * sizeof *c);
-	int ran = nnrt_winograd_3x3(t->m, t->alpha, a, lda, x, g, t->beta, c, ldc);
+	int ran = kk == 5 ? nnrt_winograd_5x5(t->m, t->alpha, a, lda, x, g, t->beta, c, ldc)
+			  : nnrt_winograd_3x3(t->m, t->alpha, a, lda, x, g, t->beta, c, ldc);
 	for (int64_t f = 0; ran && f < t->m; f++) {
 		for (int64_t j = n; j < ldc; j++)
 			if (c[f * ldc + j] != sentinel)
@@ -68,21 +70,36 @@ static int run_case(const Case *t, uint64_t seed)
 					 (long long)t->h, (long long)t->w, (long long)t->p, (long long)t->m, (long long)f);
 		for (int64_t oy = 0; oy < oh; oy++)
 			for (int64_t ox = 0; ox < ow; ox++) {
-				double sum = 0.0, mag = 0.0;
-				for (int64_t ci = 0; ci < t->c; ci++)
-					for (int ky = 0; ky < 3; ky++)
-						for (int kx = 0; kx < 3; kx++) {
+				double sum = 0.0, mag = 0.0, wide = 0.0;
+				for (int64_t ci = 0; ci < t->c; ci++) {
+					double wmax = 0.0, patch = 0.0;
+					for (int ky = 0; ky < kk; ky++)
+						for (int kx = 0; kx < kk; kx++) {
+							double wv = a[f * lda + ci * taps + ky * kk + kx];
+							wmax = fmax(wmax, fabs(wv));
 							int64_t iy = oy - t->p + ky, ix = ox - t->p + kx;
 							if (iy < 0 || iy >= t->h || ix < 0 || ix >= t->w)
 								continue;
-							double v = (double)a[f * lda + ci * 9 + ky * 3 + kx] *
-								   x[(ci * t->h + iy) * t->w + ix];
+							double v = wv * x[(ci * t->h + iy) * t->w + ix];
 							sum += v;
 							mag += fabs(v);
 						}
+					/* 5x5: as for the weight gradients (run_case_dw), the rounding
+					 * scales with the whole 6x6 patch under the tile, here times
+					 * the filter's largest tap */
+					int64_t y0 = oy / 2 * 2 - t->p, x0 = ox / 2 * 2 - t->p;
+					for (int64_t py = y0; kk == 5 && py < y0 + 6; py++)
+						for (int64_t px = x0; px < x0 + 6; px++)
+							if (py >= 0 && py < t->h && px >= 0 && px < t->w)
+								patch += fabs(x[(ci * t->h + py) * t->w + px]);
+					wide += wmax * patch;
+				}
 				double old = t->beta == 0.0f ? 0.0 : (double)t->beta * c0[f * ldc + oy * ow + ox];
 				double want = t->alpha * sum + old, got = c[f * ldc + oy * ow + ox];
-				double bound = 1e-5 * (fabs(t->alpha) * mag + fabs(old)) + 1e-30;
+				/* 5x5 measured up to 3.8e-7 of wide; a misplaced tap is off by
+				 * about a product, some 1e-2 of wide */
+				double bound = (kk == 5 ? 4e-6 * fabs(t->alpha) * wide : 1e-5 * fabs(t->alpha) * mag) +
+					       1e-5 * fabs(old) + 1e-30;
 				if (!(fabs(got - want) <= bound))
 					fail_msg("c=%lld %lldx%lld p=%lld m=%lld alpha=%g beta=%g: C[%lld][%lld][%lld] = %.9g, "
 						 "want %.9g (bound %.3g)", (long long)t->c, (long long)t->h, (long long)t->w,
@@ -115,6 +132,15 @@ static void test_values(void **state)
 		{8, 5, 70, 1, 9, 1.0f, 0.0f, 0, 0, 3},		/* 35 tiles a row: three vectors */
 		{8, 16, 16, 1, 16, 1.0f, 1.0f, 0, 0, 3},		/* 8 tiles a row: two rows a vector */
 		{6, 13, 14, 1, 7, 1.0f, 0.0f, 0, 2, 3},		/* 7 rows of 7 tiles: the last vector half empty */
+		/* 5x5 */
+		{6, 14, 14, 0, 16, 1.0f, 1.0f, 0, 0, 5},	/* lenet's second layer, a bias in C */
+		{6, 14, 14, 0, 16, 1.0f, 0.0f, 0, 0, 5},
+		{1, 5, 5, 0, 1, 1.0f, 0.0f, 0, 0, 5},		/* one output */
+		{3, 4, 4, 2, 5, 0.5f, -0.75f, 2, 3, 5},		/* patches mostly outside the image */
+		{5, 9, 12, 1, 17, 1.0f, 1.0f, 1, 2, 5},		/* odd output rows, m past a block of 16 */
+		{20, 11, 10, 3, 33, -1.5f, 0.25f, 3, 0, 5},	/* pad past the kernel's middle, 16 + 16 + 1 */
+		{17, 15, 13, 2, 18, 1.0f, 0.0f, 0, 2, 5},	/* channels past a block of 16 */
+		{8, 28, 28, 2, 16, 1.0f, 0.0f, 0, 0, 5},	/* 196 tiles */
 	};
 	int ran = 0;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -264,6 +290,8 @@ static void test_declines(void **state)
 			assert_int_equal(nnrt_winograd_pays_dw(16, geoms[i]), 0);
 		}
 		if (i != N - 2) {
+			assert_int_equal(nnrt_winograd_5x5(4, 1.0f, a, 100, x, geoms[i], 0.0f, c, 64), 0);
+			assert_int_equal(nnrt_winograd_pays_5x5(16, 100, geoms[i]), 0);
 			assert_int_equal(nnrt_winograd_5x5_dw(16, 1.0f, a, 64, x, geoms[i], 0.0f, c, 100), 0);
 			assert_int_equal(nnrt_winograd_pays_5x5_dw(16, geoms[i]), 0);
 		}

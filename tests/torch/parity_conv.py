@@ -182,9 +182,10 @@ CASES = {
     "implicit_groups": ([16, 6, 20], [C(16, kernel=3, groups=2, pad=1), C(4, kernel=[3, 5], pad=[1, 2])]),
     "implicit_k5_narrow": ([4, 6, 3], [C(8, kernel=5, pad=2), C(3, kernel=3)]),
     "implicit_dw_16_lanes": ([8, 9, 30], [C(8, kernel=3, pad=1), C(4, kernel=5, pad=2)]),
-    # 5x5 weight gradients of 6 channels or more and 16 filters or more are Winograd's F(2x2, 5x5)
-    # (runtime/winograd.c): "same" and unpadded, an odd output width (a ragged last tile)
-    "winograd5_dw": ([6, 12, 11], [C(16, kernel=5, pad=2), C(16, kernel=5)]),
+    # 5x5 convolutions of 6 channels or more and 16 filters or more, and their weight gradients,
+    # are Winograd's F(2x2, 5x5) (runtime/winograd.c): "same" and unpadded, an odd output width
+    # (a ragged last tile); the first layer's input gradient is a 5x5 convolution of 16 channels
+    "winograd5": ([6, 12, 11], [C(16, kernel=5, pad=2), C(16, kernel=5)]),
 }
 
 
