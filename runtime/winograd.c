@@ -614,6 +614,39 @@ static int dw_products(int nxi, int64_t tiles, int64_t m, int64_t ch, int64_t mp
 	return by_c;
 }
 
+/* a tile transform of 16 channels or filters from lane 0 of a channels-last plane (ld apart) */
+typedef void TileFn(const float *t, int64_t ld, const int64_t *geom, int64_t tiles, float *o);
+
+/* what the weight gradients share: du (dw_products) in scratch at mem, which the caller frees */
+typedef struct DwSums {
+	float *mem, *du;
+	int64_t cp, mp;	/* channels and filters padded to vectors */
+	int by_c;	/* dw_products' layout of du */
+} DwSums;
+
+/* du of a weight gradient whose tiles have nxi elements, `in` the input
+ * transform and `out` the output's adjoint; 0 without memory */
+static int dw_sums(int nxi, TileFn *in, TileFn *out, int64_t m, const float *a, int64_t lda, const float *x,
+		   const int64_t *geom, DwSums *d)
+{
+	int64_t ch = geom[NNRT_CONV_C], oh = geom[NNRT_CONV_OH], ow = geom[NNRT_CONV_OW];
+	int64_t hw = geom[NNRT_CONV_H] * geom[NNRT_CONV_W], tiles = (oh + 1) / 2 * ((ow + 1) / 2);
+	int64_t cp = (ch + LANES - 1) / LANES * LANES, mp = (m + LANES - 1) / LANES * LANES;
+	size_t floats = (size_t)(hw * cp + oh * ow * mp + nxi * tiles * (cp + mp) + nxi * cp * mp);
+	float *xt = scratch(floats);
+	if (!xt)
+		return 0;
+	float *dyt = xt + hw * cp, *vt = dyt + oh * ow * mp, *dmt = vt + nxi * tiles * cp, *du = dmt + nxi * tiles * mp;
+	channels_last(x, ch, hw, hw, cp, xt);
+	channels_last(a, m, lda, oh * ow, mp, dyt);
+	for (int64_t c0 = 0; c0 < cp; c0 += LANES)
+		in(xt + c0, cp, geom, tiles, vt + c0);
+	for (int64_t f0 = 0; f0 < mp; f0 += LANES)
+		out(dyt + f0, mp, geom, tiles, dmt + f0);
+	*d = (DwSums){.mem = xt, .du = du, .cp = cp, .mp = mp, .by_c = dw_products(nxi, tiles, m, ch, mp, cp, vt, dmt, du)};
+	return 1;
+}
+
 /* c[tap] = alpha * (Gt du G)[tap] + beta * c[tap] for the 4x4 du (element xi
  * at du[xi * ds]): the adjoint of filter_transform, one filter and channel */
 static void filter_adjoint(const float *du, int64_t ds, float alpha, float beta, float *c)
@@ -638,26 +671,15 @@ int nnrt_winograd_3x3_dw(int64_t m, float alpha, const float *a, int64_t lda, co
 			 const int64_t *geom, float beta, float *c, int64_t ldc)
 {
 	int64_t ch = geom[NNRT_CONV_C], oh = geom[NNRT_CONV_OH], ow = geom[NNRT_CONV_OW];
-	if (!applies(m, 9 * ch, geom) || ldc < 9 * ch || lda < oh * ow)
+	DwSums d;
+	if (!applies(m, 9 * ch, geom) || ldc < 9 * ch || lda < oh * ow ||
+	    !dw_sums(XI, input_transform_cl, output_adjoint_cl, m, a, lda, x, geom, &d))
 		return 0;
-	int64_t hw = geom[NNRT_CONV_H] * geom[NNRT_CONV_W], tiles = (oh + 1) / 2 * ((ow + 1) / 2);
-	int64_t cp = (ch + LANES - 1) / LANES * LANES, mp = (m + LANES - 1) / LANES * LANES;
-	size_t floats = (size_t)(hw * cp + oh * ow * mp + XI * tiles * (cp + mp) + XI * cp * mp);
-	float *xt = scratch(floats);
-	if (!xt)
-		return 0;
-	float *dyt = xt + hw * cp, *vt = dyt + oh * ow * mp, *dmt = vt + XI * tiles * cp, *du = dmt + XI * tiles * mp;
-	channels_last(x, ch, hw, hw, cp, xt);
-	channels_last(a, m, lda, oh * ow, mp, dyt);
-	for (int64_t c0 = 0; c0 < cp; c0 += LANES)
-		input_transform_cl(xt + c0, cp, geom, tiles, vt + c0);
-	for (int64_t f0 = 0; f0 < mp; f0 += LANES)
-		output_adjoint_cl(dyt + f0, mp, geom, tiles, dmt + f0);
-	int by_c = dw_products(XI, tiles, m, ch, mp, cp, vt, dmt, du);
 	for (int64_t f = 0; f < m; f++)
 		for (int64_t ci = 0; ci < ch; ci++)
-			filter_adjoint(du + (by_c ? f * cp + ci : ci * mp + f), cp * mp, alpha, beta, c + f * ldc + ci * 9);
-	free(xt);
+			filter_adjoint(d.du + (d.by_c ? f * d.cp + ci : ci * d.mp + f), d.cp * d.mp, alpha, beta,
+				       c + f * ldc + ci * 9);
+	free(d.mem);
 	return 1;
 }
 
@@ -840,33 +862,22 @@ int nnrt_winograd_5x5_dw(int64_t m, float alpha, const float *a, int64_t lda, co
 			 const int64_t *geom, float beta, float *c, int64_t ldc)
 {
 	int64_t ch = geom[NNRT_CONV_C], oh = geom[NNRT_CONV_OH], ow = geom[NNRT_CONV_OW];
-	if (!applies_k(5, m, 25 * ch, geom) || ldc < 25 * ch || lda < oh * ow)
+	DwSums d;
+	if (!applies_k(5, m, 25 * ch, geom) || ldc < 25 * ch || lda < oh * ow ||
+	    !dw_sums(XI5, input_transform5_cl, output_adjoint5_cl, m, a, lda, x, geom, &d))
 		return 0;
-	int64_t hw = geom[NNRT_CONV_H] * geom[NNRT_CONV_W], tiles = (oh + 1) / 2 * ((ow + 1) / 2);
-	int64_t cp = (ch + LANES - 1) / LANES * LANES, mp = (m + LANES - 1) / LANES * LANES;
-	size_t floats = (size_t)(hw * cp + oh * ow * mp + XI5 * tiles * (cp + mp) + XI5 * cp * mp);
-	float *xt = scratch(floats);
-	if (!xt)
-		return 0;
-	float *dyt = xt + hw * cp, *vt = dyt + oh * ow * mp, *dmt = vt + XI5 * tiles * cp, *du = dmt + XI5 * tiles * mp;
-	channels_last(x, ch, hw, hw, cp, xt);
-	channels_last(a, m, lda, oh * ow, mp, dyt);
-	for (int64_t c0 = 0; c0 < cp; c0 += LANES)
-		input_transform5_cl(xt + c0, cp, geom, tiles, vt + c0);
-	for (int64_t f0 = 0; f0 < mp; f0 += LANES)
-		output_adjoint5_cl(dyt + f0, mp, geom, tiles, dmt + f0);
-	if (dw_products(XI5, tiles, m, ch, mp, cp, vt, dmt, du)) {	/* du[xi][f][c] */
+	if (d.by_c) {	/* du[xi][f][c] */
 		for (int64_t f = 0; f < m; f++)
 			for (int64_t c0 = 0; c0 < ch; c0 += LANES)
-				filter_adjoint5(du + f * cp + c0, mp * cp, (int)(ch - c0 < LANES ? ch - c0 : LANES), f, 0,
-						c0, 1, alpha, beta, c, ldc);
-	} else {						/* du[xi][c][f] */
+				filter_adjoint5(d.du + f * d.cp + c0, d.mp * d.cp, (int)(ch - c0 < LANES ? ch - c0 : LANES),
+						f, 0, c0, 1, alpha, beta, c, ldc);
+	} else {	/* du[xi][c][f] */
 		for (int64_t ci = 0; ci < ch; ci++)
 			for (int64_t f0 = 0; f0 < m; f0 += LANES)
-				filter_adjoint5(du + ci * mp + f0, cp * mp, (int)(m - f0 < LANES ? m - f0 : LANES), f0, 1,
-						ci, 0, alpha, beta, c, ldc);
+				filter_adjoint5(d.du + ci * d.mp + f0, d.cp * d.mp, (int)(m - f0 < LANES ? m - f0 : LANES),
+						f0, 1, ci, 0, alpha, beta, c, ldc);
 	}
-	free(xt);
+	free(d.mem);
 	return 1;
 }
 
