@@ -178,6 +178,22 @@ static inline Vec v_gather(const float *base, int64_t stride, int64_t count)
 }
 #endif
 
+/* out = y + beta out, in the lanes of k (y is alpha times the result); beta 0 reads nothing */
+static inline void v_put_in(float *out, Lanes k, Vec y, Vec vb, float beta)
+{
+	if (beta != 0.0f)
+		y = v_fma(vb, v_load_in(k, out), y);
+	v_store_in(out, k, y);
+}
+
+/* the same for a whole vector, anywhere in memory */
+static inline void v_put(float *out, Vec y, Vec vb, float beta)
+{
+	if (beta != 0.0f)
+		y = v_fma(vb, v_loadu(out), y);
+	v_storeu(out, y);
+}
+
 /* lanes l with 0 <= col + l < w */
 static inline Lanes inside(int64_t col, int64_t w)
 {
@@ -332,11 +348,7 @@ static void output_transform(const float *mf, float alpha, float beta, float *c,
 			Lanes k = inside(ox, ow);
 			if (oy >= oh || v_none(k))
 				continue;
-			float *out = c + oy * ow + ox;
-			Vec y = v_mul(va, half[q]);
-			if (beta != 0.0f)
-				y = v_fma(vb, v_load_in(k, out), y);
-			v_store_in(out, k, y);
+			v_put_in(c + oy * ow + ox, k, v_mul(va, half[q]), vb, beta);
 		}
 	}
 }
@@ -837,16 +849,11 @@ static void filter_adjoint5(const float *du, int64_t xs, int count, int64_t f0, 
 			float *out = c + (f0 + l * fs) * ldc + (c0 + l * cs) * 25 + b * LANES;
 			Vec y = v_mul(va, g[b * LANES + l]);
 			if (rest >= LANES) {
-				if (beta != 0.0f)
-					y = v_fma(vb, v_loadu(out), y);
-				v_storeu(out, y);
+				v_put(out, y, vb, beta);
 				continue;
 			}
 #if WINO_VEC == 16
-			Lanes k = v_span(0, rest);
-			if (beta != 0.0f)
-				y = v_fma(vb, v_load_in(k, out), y);
-			v_store_in(out, k, y);
+			v_put_in(out, v_span(0, rest), y, vb, beta);
 #else
 			/* the last tap: AVX2's masked stores are slow on AMD's cores */
 			float part[LANES] __attribute__((aligned(64)));
@@ -1003,15 +1010,10 @@ static void channels_first(const float *yt, int64_t n, int nf, float alpha, floa
 		for (int l = 0; l < nf; l++) {
 			float *out = c + l * ldc + p0;
 			Vec y = v_mul(va, r[l]);
-			if (np == LANES) {
-				if (beta != 0.0f)
-					y = v_fma(vb, v_loadu(out), y);
-				v_storeu(out, y);
-			} else {
-				if (beta != 0.0f)
-					y = v_fma(vb, v_load_in(in, out), y);
-				v_store_in(out, in, y);
-			}
+			if (np == LANES)
+				v_put(out, y, vb, beta);
+			else
+				v_put_in(out, in, y, vb, beta);
 		}
 	}
 }
