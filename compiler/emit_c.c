@@ -62,6 +62,12 @@ static const char *mathfn(LoopUnOp op, LoopType t)
 
 static void expr(Emit *e, const LoopExpr *x);
 
+/* a comparison or a logic operation: C's int 0 or 1 */
+static bool zero_one(const LoopExpr *x)
+{
+	return x->kind == LE_BIN && x->op >= LO_LT && x->op <= LO_OR;
+}
+
 static void bin(Emit *e, const LoopExpr *x)
 {
 	static const char *const ops[] = { "+", "-", "*", "/", NULL, NULL, NULL, "<", "<=", ">", ">=", "==", "!=",
@@ -78,9 +84,15 @@ static void bin(Emit *e, const LoopExpr *x)
 		fprintf(e->o, ")");
 		return;
 	}
+	/* & and | where the right operand may be evaluated first (loop_speculable) and both are
+	 * 0 or 1: gcc branched on each || of maxpool's "above or NaN" test, one unpredictable
+	 * branch a cell (lenet's step 1.026x with |) */
+	const char *op = ops[x->op];
+	if ((x->op == LO_AND || x->op == LO_OR) && zero_one(x->a) && zero_one(x->b) && loop_speculable(x->b, x->a))
+		op = x->op == LO_AND ? "&" : "|";
 	fprintf(e->o, "(");
 	expr(e, x->a);
-	fprintf(e->o, " %s ", ops[x->op]);
+	fprintf(e->o, " %s ", op);
 	expr(e, x->b);
 	fprintf(e->o, ")");
 }

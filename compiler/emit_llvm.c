@@ -253,57 +253,6 @@ static LLVMValueRef truth(Ll *l, LLVMValueRef v, LoopType t)
 	return LLVMBuildICmp(l->b, LLVMIntNE, v, LLVMConstNull(ltype(l, t)), "");
 }
 
-static bool same_expr(const LoopExpr *a, const LoopExpr *b)
-{
-	if (!a || !b)
-		return a == b;
-	if (a->kind != b->kind || a->type != b->type || a->op != b->op)
-		return false;
-	switch (a->kind) {
-	case LE_CONST: return is_float(a->type) ? a->f == b->f : a->i == b->i;
-	case LE_VAR: return a->var == b->var;
-	case LE_N: return true;
-	case LE_CTX: return a->field == b->field;
-	case LE_RAND: return false;
-	case LE_LOAD: return a->buf == b->buf && same_expr(a->a, b->a);
-	default: return same_expr(a->a, b->a) && same_expr(a->b, b->b) && same_expr(a->c, b->c);
-	}
-}
-
-/* does x evaluate a load of exactly `load` whatever its values (not in a lazy operand)? */
-static bool loads_surely(const LoopExpr *x, const LoopExpr *load)
-{
-	if (!x)
-		return false;
-	if (same_expr(x, load))
-		return true;
-	if (x->kind == LE_SELECT)
-		return loads_surely(x->c, load);
-	if (x->kind == LE_BIN && (x->op == LO_AND || x->op == LO_OR))
-		return loads_surely(x->a, load);
-	return loads_surely(x->a, load) || loads_surely(x->b, load);
-}
-
-/* Can x be evaluated although C would skip it, once `done` has been
- * evaluated? Not if it draws a random number, divides integers by what may
- * be 0, or loads an element that `done` did not load already (it might lie
- * outside the buffer: a padded convolution guards its loads so). */
-static bool speculable(const LoopExpr *x, const LoopExpr *done)
-{
-	if (!x)
-		return true;
-	switch (x->kind) {
-	case LE_RAND: return false;
-	case LE_LOAD: return loads_surely(done, x);
-	case LE_BIN:
-		if (x->op == LO_DIV && !is_float(x->type) && !(x->b->kind == LE_CONST && x->b->i != 0))
-			return false;
-		break;
-	default: break;
-	}
-	return speculable(x->a, done) && speculable(x->b, done) && speculable(x->c, done);
-}
-
 /* c ? a : b where C evaluates only one of a and b: branches and a phi */
 static LLVMValueRef lazy_select(Ll *l, LLVMValueRef c, const LoopExpr *a, const LoopExpr *b, LLVMTypeRef t)
 {
@@ -331,7 +280,7 @@ static LLVMValueRef logic(Ll *l, const LoopExpr *x)
 	bool and = x->op == LO_AND;
 	LLVMTypeRef i1 = LLVMInt1TypeInContext(l->cx);
 	LLVMValueRef a = truth(l, expr(l, x->a), x->a->type), r;
-	if (speculable(x->b, x->a)) {
+	if (loop_speculable(x->b, x->a)) {
 		LLVMValueRef b = truth(l, expr(l, x->b), x->b->type);
 		r = and ? LLVMBuildAnd(l->b, a, b, "") : LLVMBuildOr(l->b, a, b, "");
 	} else {
@@ -472,7 +421,7 @@ static LLVMValueRef expr(Ll *l, const LoopExpr *x)
 	case LE_UN: return unary(l, x);
 	case LE_SELECT: {
 		LLVMValueRef c = truth(l, expr(l, x->c), x->c->type);
-		if (speculable(x->a, x->c) && speculable(x->b, x->c)) {
+		if (loop_speculable(x->a, x->c) && loop_speculable(x->b, x->c)) {
 			LLVMValueRef a = expr(l, x->a);
 			return LLVMBuildSelect(l->b, c, a, expr(l, x->b), "");
 		}

@@ -364,6 +364,55 @@ static void expr_bufs_used(const LoopExpr *x, bool *used)
 	expr_bufs_used(x->c, used);
 }
 
+/* ---- evaluating ahead of C: both emitters' && and || and ?: ---- */
+
+static bool same_expr(const LoopExpr *a, const LoopExpr *b)
+{
+	if (!a || !b)
+		return a == b;
+	if (a->kind != b->kind || a->type != b->type || a->op != b->op)
+		return false;
+	switch (a->kind) {
+	case LE_CONST: return a->type == LT_F32 || a->type == LT_F64 ? a->f == b->f : a->i == b->i;
+	case LE_VAR: return a->var == b->var;
+	case LE_N: return true;
+	case LE_CTX: return a->field == b->field;
+	case LE_RAND: return false;
+	case LE_LOAD: return a->buf == b->buf && same_expr(a->a, b->a);
+	default: return same_expr(a->a, b->a) && same_expr(a->b, b->b) && same_expr(a->c, b->c);
+	}
+}
+
+/* does x evaluate a load of exactly `load` whatever its values (not in a lazy operand)? */
+static bool loads_surely(const LoopExpr *x, const LoopExpr *load)
+{
+	if (!x)
+		return false;
+	if (same_expr(x, load))
+		return true;
+	if (x->kind == LE_SELECT)
+		return loads_surely(x->c, load);
+	if (x->kind == LE_BIN && (x->op == LO_AND || x->op == LO_OR))
+		return loads_surely(x->a, load);
+	return loads_surely(x->a, load) || loads_surely(x->b, load);
+}
+
+bool loop_speculable(const LoopExpr *x, const LoopExpr *done)
+{
+	if (!x)
+		return true;
+	switch (x->kind) {
+	case LE_RAND: return false;
+	case LE_LOAD: return loads_surely(done, x);
+	case LE_BIN:
+		if (x->op == LO_DIV && x->type != LT_F32 && x->type != LT_F64 && !(x->b->kind == LE_CONST && x->b->i != 0))
+			return false;
+		break;
+	default: break;
+	}
+	return loop_speculable(x->a, done) && loop_speculable(x->b, done) && loop_speculable(x->c, done);
+}
+
 void loop_bufs_used(const LoopStmt *s, bool *used)
 {
 	for (; s; s = s->next) {

@@ -233,6 +233,13 @@ LoopExpr *loop_mul(LoopFn *f, LoopExpr *a, LoopExpr *b);
 LoopExpr *loop_div(LoopFn *f, LoopExpr *a, LoopExpr *b);
 LoopExpr *loop_max(LoopFn *f, LoopExpr *a, LoopExpr *b);
 
+/* Can x be evaluated although C would skip it (the right operand of && or
+ * ||, an arm of ?:), once `done` has been evaluated? Not if it draws a
+ * random number, divides integers by what may be 0, or loads an element
+ * that `done` did not load already (it might lie outside the buffer: a
+ * padded convolution guards its loads so). */
+bool loop_speculable(const LoopExpr *x, const LoopExpr *done);
+
 /* marks used[b->id] for every buffer the statements (and their nested bodies) read or write */
 void loop_bufs_used(const LoopStmt *s, bool *used);
 

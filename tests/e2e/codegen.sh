@@ -66,6 +66,54 @@ else
 	bad "two models in one program: $(head -5 err)"
 fi
 
+# maxpool keeps PyTorch's NaN: a window with a NaN anywhere is NaN, one of
+# -inf is -inf (the emitted C's "above or NaN" test, written with | since
+# 2026-11-28; gcc branched on ||)
+cat > pool.nn <<'NN'
+model pool {
+    input x: [1, 4, 6]
+    target t: [6]
+    h = x -> maxpool(2) -> flatten
+    output h
+    loss mse(h, t)
+}
+NN
+cat > pool_main.c <<'C'
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "pool.h"
+int main(void)
+{
+	pool_ctx c;
+	void *mem = aligned_alloc(64, pool_arena_size(1));
+	pool_init(&c, mem, 1, 1);
+	float x[24], out[6];
+	for (int i = 0; i < 24; i++)
+		x[i] = (float)((i * 7) % 11) - 5;
+	x[0] = NAN;			/* window 0: NaN in its first cell */
+	x[9] = NAN;			/* window 1: NaN in its last (row 1, column 3) */
+	x[16] = x[17] = x[22] = x[23] = -INFINITY;	/* window 5: all -inf */
+	pool_forward(&c, 1, x, out);
+	int ok = isnan(out[0]) && isnan(out[1]) && out[5] == -INFINITY;
+	for (int w = 2; w < 5; w++) {	/* the others: their largest cell */
+		const float *p = x + (w / 3) * 12 + (w % 3) * 2;
+		ok &= out[w] == fmaxf(fmaxf(p[0], p[1]), fmaxf(p[6], p[7]));
+	}
+	for (int i = 0; i < 6; i++)
+		printf("%g ", out[i]);
+	printf("\n");
+	free(mem);
+	return !ok;
+}
+C
+if "$nnc" pool.nn -o pool.c 2>err && cc -std=c11 -O2 -march=native -I"$root/runtime" pool_main.c pool.c "$lib" -lz -lm -o pool 2>>err &&
+   ./pool >out 2>>err; then
+	ok "maxpool in the emitted C: NaN and -inf as PyTorch"
+else
+	bad "maxpool with NaN in the emitted C: $(cat out err | head -5)"
+fi
+
 # the --main program's errors
 cc -std=c99 -O1 -I"$root/runtime" a.c "$lib" -lz -lm -o mlp 2>/dev/null
 expect_error() { # what pattern args...
