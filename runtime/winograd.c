@@ -42,20 +42,21 @@
 #include <stdlib.h>
 
 #include "nnrt.h"
+#include "vec.h"
 
 static int applies_k(int64_t kk, int64_t m, int64_t lda, const int64_t *g);
 static int applies(int64_t m, int64_t lda, const int64_t *g) { return applies_k(3, m, lda, g); }
 
-#if defined(__AVX512F__) && defined(__AVX512VL__) && !defined(NNRT_GEMM_PORTABLE)
-#define WINO_VEC 16
-#elif defined(__AVX2__) && defined(__FMA__) && !defined(NNRT_GEMM_PORTABLE)
-#define WINO_VEC 8
-#else
-#define WINO_VEC 0
-#endif
+#define WINO_VEC NNRT_VEC
 
 /* tiles a vector (16 with AVX-512, 8 with AVX2), transformed elements, filters a block */
 enum { LANES = WINO_VEC ? WINO_VEC : 16, XI = 16, FB = LANES };
+
+/* n channels or filters rounded up to whole vectors */
+static int64_t vectors(int64_t n)
+{
+	return (n + LANES - 1) / LANES * LANES;
+}
 
 /* rows of at most half a vector of tiles share a vector with the next row's */
 static int narrow(int64_t tw)
@@ -64,38 +65,14 @@ static int narrow(int64_t tw)
 }
 
 #if WINO_VEC
-#include <immintrin.h>
 
 /*
- * The few vector operations the transforms need, for the two widths. A
+ * The vector operations the transforms need besides vec.h's. A
  * "half" is LANES / 2 tiles: even and odd take a half's even (odd) elements
  * from each of two vectors, zip_lo and zip_hi put two vectors' halves back
- * side by side, element by element. Masked loads never touch, and read as
- * 0, the lanes outside their mask.
+ * side by side, element by element.
  */
 #if WINO_VEC == 16
-typedef __m512 Vec;
-typedef __mmask16 Lanes;
-static inline Vec v_zero(void) { return _mm512_setzero_ps(); }
-static inline Vec v_set1(float x) { return _mm512_set1_ps(x); }
-static inline Vec v_add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
-static inline Vec v_sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
-static inline Vec v_mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
-static inline Vec v_fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
-static inline Vec v_load(const float *p) { return _mm512_load_ps(p); }
-static inline void v_store(float *p, Vec v) { _mm512_store_ps(p, v); }
-static inline Vec v_loadu(const float *p) { return _mm512_loadu_ps(p); }
-static inline void v_storeu(float *p, Vec v) { _mm512_storeu_ps(p, v); }
-static inline int v_none(Lanes k) { return k == 0; }
-static inline Vec v_load_in(Lanes k, const float *p) { return _mm512_maskz_loadu_ps(k, p); }
-static inline void v_store_in(float *p, Lanes k, Vec v) { _mm512_mask_storeu_ps(p, k, v); }
-
-/* lanes l with lo <= l < hi */
-static inline Lanes v_span(int64_t lo, int64_t hi)
-{
-	return hi <= lo ? 0 : (Lanes)(((1u << hi) - 1) & ~((1u << lo) - 1));
-}
-
 static inline Vec v_even(Vec a, Vec b)
 {
 	return _mm512_permutex2var_ps(a, _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0), b);
@@ -124,31 +101,6 @@ static inline Vec v_gather(const float *base, int64_t stride, int64_t count)
 	return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), v_span(0, count < LANES ? count : LANES), at, base, 4);
 }
 #else
-typedef __m256 Vec;
-typedef __m256i Lanes;
-static inline Vec v_zero(void) { return _mm256_setzero_ps(); }
-static inline Vec v_set1(float x) { return _mm256_set1_ps(x); }
-static inline Vec v_add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
-static inline Vec v_sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
-static inline Vec v_mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
-static inline Vec v_fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
-static inline Vec v_load(const float *p) { return _mm256_load_ps(p); }
-static inline void v_store(float *p, Vec v) { _mm256_store_ps(p, v); }
-static inline Vec v_loadu(const float *p) { return _mm256_loadu_ps(p); }
-static inline void v_storeu(float *p, Vec v) { _mm256_storeu_ps(p, v); }
-static inline int v_none(Lanes k) { return _mm256_testz_si256(k, k); }
-static inline Vec v_load_in(Lanes k, const float *p) { return _mm256_maskload_ps(p, k); }
-static inline void v_store_in(float *p, Lanes k, Vec v) { _mm256_maskstore_ps(p, k, v); }
-
-static inline Lanes v_span(int64_t lo, int64_t hi)
-{
-	__m256i l = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
-	lo = lo < 0 ? 0 : lo > 8 ? 8 : lo;
-	hi = hi < 0 ? 0 : hi > 8 ? 8 : hi;
-	return _mm256_and_si256(_mm256_cmpgt_epi32(l, _mm256_set1_epi32((int)lo - 1)),
-				_mm256_cmpgt_epi32(_mm256_set1_epi32((int)hi), l));
-}
-
 /* a's even elements, then b's: shuffle within 128-bit lanes, then order the 64-bit pairs */
 static inline Vec v_even(Vec a, Vec b)
 {
@@ -177,22 +129,6 @@ static inline Vec v_gather(const float *base, int64_t stride, int64_t count)
 					_mm256_castsi256_ps(v_span(0, count < LANES ? count : LANES)), 4);
 }
 #endif
-
-/* out = y + beta out, in the lanes of k (y is alpha times the result); beta 0 reads nothing */
-static inline void v_put_in(float *out, Lanes k, Vec y, Vec vb, float beta)
-{
-	if (beta != 0.0f)
-		y = v_fma(vb, v_load_in(k, out), y);
-	v_store_in(out, k, y);
-}
-
-/* the same for a whole vector, anywhere in memory */
-static inline void v_put(float *out, Vec y, Vec vb, float beta)
-{
-	if (beta != 0.0f)
-		y = v_fma(vb, v_loadu(out), y);
-	v_storeu(out, y);
-}
 
 /* lanes l with 0 <= col + l < w */
 static inline Lanes inside(int64_t col, int64_t w)
@@ -482,7 +418,10 @@ static void channels_last(const float *x, int64_t rows, int64_t plane, int64_t n
 				r[i] = c0 + i < rows ? v_load_in(in, x + (c0 + i) * plane + p0) : v_zero();
 			transpose(r);
 			for (int64_t j = 0; j < np; j++)
-				v_store(xt + (p0 + j) * ld + c0, r[j]);
+				if (ld - c0 >= LANES)
+					v_store(xt + (p0 + j) * ld + c0, r[j]);
+				else	/* rows of half a vector (pairs_cp) */
+					v_store_half(xt + (p0 + j) * ld + c0, r[j]);
 		}
 }
 
@@ -598,7 +537,7 @@ PRODUCTS_DW(1)
 static int dw_products(int nxi, int64_t tiles, int64_t m, int64_t ch, int64_t mp, int64_t cp, const float *vt,
 		       const float *dmt, float *du)
 {
-	int by_c = cp * m < mp * ch;
+	int by_c = cp % LANES == 0 && cp * m < mp * ch;
 	int64_t lanes = by_c ? cp : mp, rows = by_c ? m : ch, bs = by_c ? mp : cp;
 	const float *vec = by_c ? vt : dmt, *bc = by_c ? dmt : vt;
 	for (int xi = 0; xi < nxi; xi++)
@@ -638,17 +577,18 @@ typedef struct DwSums {
 
 /* du of a weight gradient whose tiles have nxi elements, `in` the input
  * transform and `out` the output's adjoint; 0 without memory */
-static int dw_sums(int nxi, TileFn *in, TileFn *out, int64_t m, const float *a, int64_t lda, const float *x,
-		   const int64_t *geom, DwSums *d)
+static int dw_sums(int nxi, TileFn *in, int64_t cp, TileFn *out, int64_t m, const float *a, int64_t lda,
+		   const float *x, const int64_t *geom, DwSums *d)
 {
 	int64_t ch = geom[NNRT_CONV_C], oh = geom[NNRT_CONV_OH], ow = geom[NNRT_CONV_OW];
 	int64_t hw = geom[NNRT_CONV_H] * geom[NNRT_CONV_W], tiles = (oh + 1) / 2 * ((ow + 1) / 2);
-	int64_t cp = (ch + LANES - 1) / LANES * LANES, mp = (m + LANES - 1) / LANES * LANES;
-	size_t floats = (size_t)(hw * cp + oh * ow * mp + nxi * tiles * (cp + mp) + nxi * cp * mp);
+	int64_t mp = (m + LANES - 1) / LANES * LANES;
+	int64_t xs = vectors(hw * cp);	/* the regions start on vectors */
+	size_t floats = (size_t)(xs + oh * ow * mp + nxi * tiles * (cp + mp) + nxi * cp * mp);
 	float *xt = scratch(floats);
 	if (!xt)
 		return 0;
-	float *dyt = xt + hw * cp, *vt = dyt + oh * ow * mp, *dmt = vt + nxi * tiles * cp, *du = dmt + nxi * tiles * mp;
+	float *dyt = xt + xs, *vt = dyt + oh * ow * mp, *dmt = vt + nxi * tiles * cp, *du = dmt + nxi * tiles * mp;
 	channels_last(x, ch, hw, hw, cp, xt);
 	channels_last(a, m, lda, oh * ow, mp, dyt);
 	for (int64_t c0 = 0; c0 < cp; c0 += LANES)
@@ -685,7 +625,7 @@ int nnrt_winograd_3x3_dw(int64_t m, float alpha, const float *a, int64_t lda, co
 	int64_t ch = geom[NNRT_CONV_C], oh = geom[NNRT_CONV_OH], ow = geom[NNRT_CONV_OW];
 	DwSums d;
 	if (!applies(m, 9 * ch, geom) || ldc < 9 * ch || lda < oh * ow ||
-	    !dw_sums(XI, input_transform_cl, output_adjoint_cl, m, a, lda, x, geom, &d))
+	    !dw_sums(XI, input_transform_cl, vectors(ch), output_adjoint_cl, m, a, lda, x, geom, &d))
 		return 0;
 	for (int64_t f = 0; f < m; f++)
 		for (int64_t ci = 0; ci < ch; ci++)
@@ -791,6 +731,82 @@ static void input_transform5_cl(const float *xt, int64_t ld, const int64_t *geom
 	}
 }
 
+/*
+ * With AVX-512 and at most 8 channels (lenet's 6), a vector of 16 channels
+ * was mostly zeros: the image is copied channels-last with rows of 8
+ * (channels5), and one vector holds two tiles, t in lanes 0-7 and t + 1 in
+ * lanes 8-15, so vt[xi][t][c] comes out with rows of 8, two tiles a store.
+ * Half the transforms; the sums read vt one float at a time either way.
+ */
+static int pairs_cp(int64_t ch)
+{
+	return WINO_VEC == 16 && ch <= LANES / 2;
+}
+
+/* channels a row of the channels-last copy and of vt for a 5x5 of ch channels */
+static int64_t channels5(int64_t ch)
+{
+	return pairs_cp(ch) ? LANES / 2 : vectors(ch);
+}
+
+#if WINO_VEC == 16
+/* 8 channels of position (y, x), zero outside h x w */
+static inline __attribute__((always_inline)) __m256 half_at(const float *xt, int64_t h, int64_t w, int64_t y,
+							     int64_t x)
+{
+	if (y < 0 || y >= h || x < 0 || x >= w)
+		return _mm256_setzero_ps();
+	return _mm256_loadu_ps(xt + (y * w + x) * 8);
+}
+
+static void input_transform5_pairs(const float *xt, int64_t ld, const int64_t *geom, int64_t tiles, float *vt)
+{
+	int64_t h = geom[NNRT_CONV_H], w = geom[NNRT_CONV_W], tw = (geom[NNRT_CONV_OW] + 1) / 2, xs = tiles * ld;
+	for (int64_t t = 0; t < tiles; t += 2) {
+		int64_t u = t + 1 < tiles ? t + 1 : t;	/* an odd last tile pairs with itself, stored once */
+		int64_t iy0 = 2 * (t / tw) - geom[NNRT_CONV_PH], ix0 = 2 * (t % tw) - geom[NNRT_CONV_PW];
+		int64_t iy1 = 2 * (u / tw) - geom[NNRT_CONV_PH], ix1 = 2 * (u % tw) - geom[NNRT_CONV_PW];
+		int inner = iy0 >= 0 && iy0 + 6 <= h && ix0 >= 0 && ix0 + 6 <= w && iy1 >= 0 && iy1 + 6 <= h &&
+			    ix1 >= 0 && ix1 + 6 <= w;
+		Vec e[6][6];
+#pragma GCC unroll 6
+		for (int r = 0; r < 6; r++) {
+			Vec d[6];
+#pragma GCC unroll 6
+			for (int j = 0; j < 6; j++) {
+				__m256 lo = inner ? _mm256_loadu_ps(xt + ((iy0 + r) * w + ix0 + j) * 8)
+						  : half_at(xt, h, w, iy0 + r, ix0 + j);
+				__m256 hi = inner ? _mm256_loadu_ps(xt + ((iy1 + r) * w + ix1 + j) * 8)
+						  : half_at(xt, h, w, iy1 + r, ix1 + j);
+				d[j] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)),
+									    _mm256_castps_pd(hi), 1));
+			}
+			bt6(d, e[r]);
+		}
+		float *o = vt + t * 8;
+#pragma GCC unroll 6
+		for (int j = 0; j < 6; j++) {
+			Vec col[6], v[6];
+#pragma GCC unroll 6
+			for (int r = 0; r < 6; r++)
+				col[r] = e[r][j];
+			bt6(col, v);
+#pragma GCC unroll 6
+			for (int i = 0; i < 6; i++)
+				if (u > t)
+					v_storeu(o + (i * 6 + j) * xs, v[i]);
+				else
+					v_store_half(o + (i * 6 + j) * xs, v[i]);
+		}
+	}
+}
+#else
+static void input_transform5_pairs(const float *xt, int64_t ld, const int64_t *geom, int64_t tiles, float *vt)
+{
+	input_transform5_cl(xt, ld, geom, tiles, vt);	/* never called: pairs_cp is 0 */
+}
+#endif
+
 /* dmt[xi][t][f] = (A dY At)[xi] of tile t for 16 filters from dyt's lane 0 (ld apart), dY its 2x2 of dy
  * (zero outside OH x OW) */
 static void output_adjoint5_cl(const float *dyt, int64_t ld, const int64_t *geom, int64_t tiles, float *dmt)
@@ -871,7 +887,8 @@ int nnrt_winograd_5x5_dw(int64_t m, float alpha, const float *a, int64_t lda, co
 	int64_t ch = geom[NNRT_CONV_C], oh = geom[NNRT_CONV_OH], ow = geom[NNRT_CONV_OW];
 	DwSums d;
 	if (!applies_k(5, m, 25 * ch, geom) || ldc < 25 * ch || lda < oh * ow ||
-	    !dw_sums(XI5, input_transform5_cl, output_adjoint5_cl, m, a, lda, x, geom, &d))
+	    !dw_sums(XI5, pairs_cp(ch) ? input_transform5_pairs : input_transform5_cl, channels5(ch), output_adjoint5_cl,
+		     m, a, lda, x, geom, &d))
 		return 0;
 	if (d.by_c) {	/* du[xi][f][c] */
 		for (int64_t f = 0; f < m; f++)
@@ -1025,17 +1042,21 @@ int nnrt_winograd_5x5(int64_t m, float alpha, const float *a, int64_t lda, const
 	if (!applies_k(5, m, lda, geom) || ldc < oh * ow)
 		return 0;
 	int64_t hw = geom[NNRT_CONV_H] * geom[NNRT_CONV_W], tiles = (oh + 1) / 2 * ((ow + 1) / 2), n = oh * ow;
-	int64_t cp = (ch + LANES - 1) / LANES * LANES, mp = (m + LANES - 1) / LANES * LANES;
-	size_t floats = (size_t)(hw * cp + XI5 * tiles * cp + XI5 * ch * mp + XI5 * tiles * LANES + n * LANES +
+	int64_t cp = channels5(ch), mp = (m + LANES - 1) / LANES * LANES;
+	int64_t xs = vectors(hw * cp);	/* the regions start on vectors */
+	size_t floats = (size_t)(xs + XI5 * tiles * cp + XI5 * ch * mp + XI5 * tiles * LANES + n * LANES +
 				 25 * ch * mp);
 	float *xt = scratch(floats);
 	if (!xt)
 		return 0;
-	float *vt = xt + hw * cp, *u = vt + XI5 * tiles * cp, *mt = u + XI5 * ch * mp, *yt = mt + XI5 * tiles * LANES;
+	float *vt = xt + xs, *u = vt + XI5 * tiles * cp, *mt = u + XI5 * ch * mp, *yt = mt + XI5 * tiles * LANES;
 	float *at = yt + n * LANES;
 	channels_last(x, ch, hw, hw, cp, xt);
-	for (int64_t c0 = 0; c0 < cp; c0 += LANES)
-		input_transform5_cl(xt + c0, cp, geom, tiles, vt + c0);
+	if (pairs_cp(ch))
+		input_transform5_pairs(xt, cp, geom, tiles, vt);
+	else
+		for (int64_t c0 = 0; c0 < cp; c0 += LANES)
+			input_transform5_cl(xt + c0, cp, geom, tiles, vt + c0);
 	channels_last(a, m, lda, 25 * ch, mp, at);
 	filter_transform5(mp, ch, at, u);
 	for (int64_t f0 = 0; f0 < m; f0 += LANES) {
