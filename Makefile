@@ -61,6 +61,11 @@ RUNTIME_TESTS += test_gemm_portable
 ifeq ($(shell uname -m),x86_64)
 RUNTIME_TESTS += test_winograd_avx2
 endif
+# test_direct: the runtime's ISA, portable (it takes nothing) and (x86-64) AVX2
+RUNTIME_TESTS += test_direct_portable
+ifeq ($(shell uname -m),x86_64)
+RUNTIME_TESTS += test_direct_avx2
+endif
 # test_col2im: against the runtime's ISA, portable, and (x86-64) AVX2; its link
 # wraps malloc and aligned_alloc so that a case can run without memory
 RUNTIME_TESTS += test_col2im_portable

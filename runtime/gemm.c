@@ -1616,7 +1616,10 @@ void nnrt_sgemm_conv(int transb, int64_t m, int64_t n, int64_t k, float alpha, c
 		    !(sized && n == 25 * geom[NNRT_CONV_C] && nnrt_winograd_pays_5x5_dw(m, geom) &&
 		      nnrt_winograd_5x5_dw(m, alpha, a, lda, x, geom, beta, c, ldc)))
 			native_sgemm_conv_t(m, n, k, alpha, a, lda, x, geom, beta, c, ldc);
-	} else if (!(GEMM_AVX2 && k == 9 * geom[NNRT_CONV_C] && ldc >= n && nnrt_winograd_pays(m, lda, geom) &&
+	} else if (!(GEMM_AVX2 && k == geom[NNRT_CONV_C] * geom[NNRT_CONV_KH] * geom[NNRT_CONV_KW] && ldc >= n &&
+		     n == geom[NNRT_CONV_OH] * geom[NNRT_CONV_OW] &&
+		     nnrt_conv_direct_pays(m, lda, geom) && nnrt_conv_direct(m, alpha, a, lda, x, geom, beta, c, ldc)) &&
+		   !(GEMM_AVX2 && k == 9 * geom[NNRT_CONV_C] && ldc >= n && nnrt_winograd_pays(m, lda, geom) &&
 		     nnrt_winograd_3x3(m, alpha, a, lda, x, geom, beta, c, ldc)) &&
 		   !(GEMM_AVX2 && k == 25 * geom[NNRT_CONV_C] && ldc >= n && nnrt_winograd_pays_5x5(m, lda, geom) &&
 		     nnrt_winograd_5x5(m, alpha, a, lda, x, geom, beta, c, ldc)))

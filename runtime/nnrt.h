@@ -107,6 +107,17 @@ int nnrt_winograd_5x5_dw(int64_t m, float alpha, const float *a, int64_t lda, co
 			 const int64_t *geom, float beta, float *c, int64_t ldc);
 int nnrt_winograd_pays_5x5_dw(int64_t m, const int64_t *geom);
 
+/* nnrt_sgemm_conv(0, m, OH * OW, C * KH * KW, ...) for a convolution of at
+ * most 32 taps (C * KH * KW) and 16 filters (m), stride and dilation 1, the
+ * output at least 8 wide, summed tap by tap from
+ * a padded copy of the image (runtime/direct.c): bitwise nnrt_sgemm's on
+ * the built column matrix. Returns 0, computing nothing, for other
+ * geometries, without AVX2 or without memory; nnrt_sgemm_conv takes it
+ * where nnrt_conv_direct_pays. */
+int nnrt_conv_direct(int64_t m, float alpha, const float *a, int64_t lda, const float *x, const int64_t *geom,
+		     float beta, float *c, int64_t ldc);
+int nnrt_conv_direct_pays(int64_t m, int64_t lda, const int64_t *geom);
+
 /* ---- data sets ----
  * A data set is held in memory as float inputs [count, in_elems] and targets:
  * class labels (int64, [count]) or floats [count, target_elems]. Pixels of
