@@ -43,7 +43,7 @@ CPPFLAGS += -DNNC_VERSION='"$(VERSION)"'
 COMPILER_SRC := arena.c diag.c ast.c elab.c ir.c shape.c summary.c autodiff.c optim.c modes.c \
                 loop.c loop_par.c lower.c memplan.c loop_interp.c emit_c.c emit_llvm.c jit.c compile.c \
                 passes/util.c passes/manager.c passes/dce.c passes/cse.c passes/fold.c passes/simplify.c passes/fuse.c \
-                passes/bottleneck.c passes/bnfold.c embed.c
+                passes/bottleneck.c passes/bnfold.c passes/poolrelu.c embed.c
 COMPILER_OBJ := $(addprefix $(BUILD)/compiler/,$(COMPILER_SRC:.c=.o)) \
                 $(BUILD)/compiler/parser.o $(BUILD)/compiler/lexer.o
 MAIN_OBJ     := $(BUILD)/compiler/main.o

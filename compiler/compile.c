@@ -113,11 +113,11 @@ static bool back_end(Compile *c, const CompileOpts *o)
 	PassOpts pi = *po, pt = *po;
 	pi.frozen = po->frozen && o->inference;
 	pt.frozen = false;
-	c->infer = mode_inference(m->graph);
+	c->infer = mode_inference(m->graph, &pi, &c->stats_infer);
 	verify(c->infer, "inference");
 	pass_run_all(c->infer, &pi, &c->stats_infer);
 	if (!o->inference && m->graph->loss) {
-		c->train = mode_training(m->graph, &m->train);
+		c->train = mode_training(m->graph, &m->train, &pt, &c->stats_train);
 		if (c->diag.nerrors) {
 			c->failed_stage = "autodiff";
 			return false;

@@ -1924,14 +1924,27 @@ static bool lower_pool(Lower *l, const IrNode *n)		/* maxpool, avgpool, global_a
 	return true;
 }
 
+static MapFn map_fn(IrOp op);
+
 /* the pooling of a convolution's result run by the convolution's kernel (passes/fuse.c:
- * n->host), sample by sample as soon as the sample's result is complete */
+ * n->host), sample by sample as soon as the sample's result is complete; then the
+ * element-wise op of the pooling's result that it hosts too */
 static void host_pools(Lower *l, const IrNode *conv, LoopVar *s)
 {
 	for (int k = conv->id + 1; k < l->g->nnodes; k++) {
 		const IrNode *p = l->g->nodes[k];
-		if (p->host == conv->id + 1 && l->need[k] && (p->op == IR_MAXPOOL || p->op == IR_AVGPOOL))
+		if (p->host != conv->id + 1 || !l->need[k])
+			continue;
+		if (p->op == IR_MAXPOOL || p->op == IR_AVGPOOL) {
 			pool_planes(l, p, s);
+		} else if (p->nin == 1 && map_fn(p->op)) {
+			int64_t e = elems(p);
+			LoopVar *i = loop_for_n(l->fn, e);
+			LoopExpr *at = add(l, mul(l, V(l, s), I(l, e)), V(l, i));
+			LoopExpr *in[1] = { ld(l, p->in[0], at) };
+			st(l, p, at, map_fn(p->op)(l, p, in));
+			loop_end(l->fn);
+		}
 	}
 }
 

@@ -62,7 +62,7 @@ static const char usage[] =
 	"                      code needs no weights file\n"
 	"  -O0, -O1, -O2       graph optimization level (default -O2): -O1 cleans up (simplify,\n"
 	"                      fold, cse, dce), -O2 also fuses element-wise ops into one loop\n"
-	"  --disable-pass=NAME skip one graph pass (simplify, fold, bnfold, cse, dce, fuse); repeatable\n"
+	"  --disable-pass=NAME skip one graph pass (poolrelu, simplify, fold, bnfold, cse, dce, fuse); repeatable\n"
 	"                      (these two also go with train, eval and predict)\n"
 	"  -fbottleneck[=R]    rewrite each KxK convolution (K >= 3, groups 1) with at least 4R\n"
 	"                      input and output channels as 1x1 (C -> C/R), KxK (C/R -> C/R),\n"
@@ -160,7 +160,7 @@ static int check_pass_name(const char *flag, const char *name)
 	if (near)
 		snprintf(hint, sizeof hint, "did you mean '%s'?", near);
 	else
-		snprintf(hint, sizeof hint, "the passes: simplify, fold, bnfold, cse, dce, fuse");
+		snprintf(hint, sizeof hint, "the passes: poolrelu, simplify, fold, bnfold, cse, dce, fuse");
 	fprintf(stderr, "nnc: error: %s: unknown pass '%s'\nhint: %s\n", flag, name, hint);
 	return 1;
 }

@@ -74,14 +74,19 @@ static IrGraph *clone(const IrGraph *src, bool training)
 	return g;
 }
 
-IrGraph *mode_inference(const IrGraph *g)
+IrGraph *mode_inference(const IrGraph *src, const PassOpts *po, PassStats *stats)
 {
-	return clone(g, false);
+	IrGraph *g = clone(src, false);
+	if (po)
+		pass_run_forward(g, po, stats);
+	return g;
 }
 
-IrGraph *mode_training(const IrGraph *src, const TrainConfig *t)
+IrGraph *mode_training(const IrGraph *src, const TrainConfig *t, const PassOpts *po, PassStats *stats)
 {
 	IrGraph *g = clone(src, true);
+	if (po)
+		pass_run_forward(g, po, stats);
 	optim_regularize(g, t);
 	int before = g->nnodes;
 	IrNode **grads = ad_backward(g);

@@ -10,11 +10,14 @@
 
 #include "elab.h"
 #include "ir.h"
+#include "passes/passes.h"
 
+/* Both run the forward passes (pass_run_forward) on their copy before
+ * anything else when po is not NULL, adding to stats (may be NULL). */
 /* a copy of g for inference: dropout is the identity */
-IrGraph *mode_inference(const IrGraph *g);
+IrGraph *mode_inference(const IrGraph *g, const PassOpts *po, PassStats *stats);
 /* the whole training step: forward in training mode, regularization, backward,
  * and the optimizer's updates; errors (an op without a gradient) go to diag */
-IrGraph *mode_training(const IrGraph *g, const TrainConfig *t);
+IrGraph *mode_training(const IrGraph *g, const TrainConfig *t, const PassOpts *po, PassStats *stats);
 
 #endif

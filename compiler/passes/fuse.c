@@ -37,7 +37,7 @@
  * sums in the loop that computes it, turned to run over the sum's elements
  * (n->tail); for a channel_sum, the pooling gradient the value alone reads
  * fills each plane in that loop just before (n->host). A maxpool or avgpool of a convolution's result runs in the
- * convolution's sample loop (n->host). A cross_entropy runs in the kernel of its gradient, cross_entropy_bwd,
+ * convolution's sample loop (n->host), and so does an element-wise op of the pooling's result, its only user. A cross_entropy runs in the kernel of its gradient, cross_entropy_bwd,
  * when every user of the loss comes after that (n->host as well).
  *
  * Needs: shapes. Sets: n->group (> 0 for members of groups of two or more,
@@ -282,8 +282,9 @@ static int reduction_tails(IrGraph *g, const PassUses *u)
 
 /* a maxpool or avgpool of a convolution's result (or of the last of the group
  * it heads) runs in the convolution's sample loop, per sample once that sample's
- * result is complete */
-static int pools_in_convolutions(IrGraph *g)
+ * result is complete; so does an element-wise op of one input that is the
+ * pooling's only user (the ReLU that pass poolrelu put after it) */
+static int pools_in_convolutions(IrGraph *g, const PassUses *u)
 {
 	int fused = 0;
 	for (int i = 0; i < g->nnodes; i++) {
@@ -300,6 +301,11 @@ static int pools_in_convolutions(IrGraph *g)
 			continue;
 		p->host = conv->id + 1;
 		fused++;
+		IrNode *r = u->off[p->id + 1] - u->off[p->id] == 1 ? u->use[u->off[p->id]] : NULL;
+		if (r && r->nin == 1 && fusible(r) && !r->group && r->batched && shape_eq(r->shape, p->shape)) {
+			r->host = conv->id + 1;
+			fused++;
+		}
 	}
 	return fused;
 }
@@ -353,7 +359,7 @@ int pass_fuse(IrGraph *g)
 	}
 	fused += channel_groups(g, &f.u);
 	fused += reduction_tails(g, &f.u);
-	fused += pools_in_convolutions(g);
+	fused += pools_in_convolutions(g, &f.u);
 	fused += loss_with_gradient(g, &f.u);
 	return fused + update_epilogues(g, &f.u);
 }

@@ -1,6 +1,7 @@
 /*
  * manager.c: the pass pipeline. The table lists every graph pass in the order
  * it runs, with the lowest -O level that runs it; --disable-pass skips one,
+ * a forward pass runs on the forward graph before autodiff (pass_run_forward),
  * --print-ir-after prints the graph after one, and the verifier runs after
  * every pass (it is linear, so always).
  * Needs: a verified, shaped graph. Sets: whatever the passes set. Keeps: a
@@ -15,13 +16,15 @@ static const struct {
 	int (*run)(IrGraph *g);
 	int level;
 	bool frozen;	/* runs only on a graph whose weights are frozen (PassOpts.frozen) */
+	bool forward;	/* runs on the forward graph, before autodiff */
 } table[] = {
-	{ "simplify", pass_simplify, 1, false },
-	{ "fold", pass_fold, 1, false },
-	{ "bnfold", pass_bnfold, 1, true },	/* before dce, which drops the batchnorms it replaced */
-	{ "cse", pass_cse, 1, false },
-	{ "dce", pass_dce, 1, false },
-	{ "fuse", pass_fuse, 2, false },
+	{ "poolrelu", pass_pool_relu, 2, false, true },
+	{ "simplify", pass_simplify, 1, false, false },
+	{ "fold", pass_fold, 1, false, false },
+	{ "bnfold", pass_bnfold, 1, true, false },	/* before dce, which drops the batchnorms it replaced */
+	{ "cse", pass_cse, 1, false, false },
+	{ "dce", pass_dce, 1, false, false },
+	{ "fuse", pass_fuse, 2, false, false },
 };
 
 enum { NPASSES = sizeof table / sizeof table[0] };
@@ -46,14 +49,15 @@ static bool disabled(const PassOpts *o, const char *name)
 	return false;
 }
 
-void pass_run_all(IrGraph *g, const PassOpts *o, PassStats *stats)
+static void run(IrGraph *g, const PassOpts *o, PassStats *stats, bool forward)
 {
 	PassOpts none = { 0 };
 	if (!o)
 		o = &none;
 	FILE *out = o->print_to ? o->print_to : stderr;
 	for (int i = 0; i < NPASSES; i++) {
-		if (table[i].level > o->olevel || disabled(o, table[i].name) || (table[i].frozen && !o->frozen))
+		if (table[i].forward != forward || table[i].level > o->olevel || disabled(o, table[i].name) ||
+		    (table[i].frozen && !o->frozen))
 			continue;
 		int fired = table[i].run(g);
 		if (stats) {
@@ -69,4 +73,14 @@ void pass_run_all(IrGraph *g, const PassOpts *o, PassStats *stats)
 			ir_print(out, g);
 		}
 	}
+}
+
+void pass_run_all(IrGraph *g, const PassOpts *o, PassStats *stats)
+{
+	run(g, o, stats, false);
+}
+
+void pass_run_forward(IrGraph *g, const PassOpts *o, PassStats *stats)
+{
+	run(g, o, stats, true);
 }

@@ -34,8 +34,11 @@ typedef struct PassStats {
 	bool ran[PASS_MAX];
 } PassStats;
 
-/* runs the table on g; stats (may be NULL) adds up the rewrites */
+/* runs the table on g; stats (may be NULL) adds up the rewrites. The
+ * forward passes (poolrelu) run instead on the model's forward graph before
+ * autodiff (modes.c), so that the backward graph follows them: pass_run_forward. */
 void pass_run_all(IrGraph *g, const PassOpts *o, PassStats *stats);
+void pass_run_forward(IrGraph *g, const PassOpts *o, PassStats *stats);
 int pass_count(void);
 const char *pass_name(int i);
 int pass_min_level(int i);
@@ -47,6 +50,7 @@ int pass_cse(IrGraph *g);
 int pass_fold(IrGraph *g);
 int pass_simplify(IrGraph *g);
 int pass_fuse(IrGraph *g);
+int pass_pool_relu(IrGraph *g);
 int pass_bnfold(IrGraph *g);
 
 /* -fbottleneck=R (bottleneck.c): not in the table, since it changes the model;

@@ -52,6 +52,20 @@ static const char *const cnn_model =
 	"  output s\n  loss cross_entropy(s, y)\n}\n"
 	"train {\n  optimizer = rmsprop(lr=0.01, momentum=0.5)\n}\n";
 
+/* ReLU before max pooling: swapped by poolrelu where the ReLU's only user is
+ * the pooling (a, e: overlapping padded windows), kept where it has two (b) */
+static const char *const pool_model =
+	"model m {\n"
+	"  input x: [2, 8, 8]\n  target y: class(4)\n"
+	"  a = x -> conv2d(3, kernel=3, pad=1) -> relu -> maxpool(2)\n"
+	"  b = x -> conv2d(3, kernel=3, pad=1) -> relu\n"
+	"  c = b -> maxpool(3, stride=2, pad=1)\n"
+	"  d = b -> avgpool(2)\n"
+	"  e = x -> tanh -> relu -> maxpool(3, stride=2, pad=1)\n"
+	"  h = concat(a, c, d, e) -> flatten -> dense(4)\n"
+	"  output h\n  loss cross_entropy(h, y)\n}\n"
+	"train {\n  optimizer = sgd(lr=0.1, momentum=0.9)\n}\n";
+
 typedef struct Run {
 	double *out;		/* BATCH * nout */
 	int64_t nout;
@@ -188,6 +202,30 @@ static void test_passes_preserve_small_models(void **state)
 	preserves(chain_model, NULL);
 	preserves(dup_model, NULL);
 	preserves(cnn_model, NULL);
+	preserves(pool_model, NULL);
+}
+
+/* poolrelu swaps the two it may, in both graphs, only at -O2 */
+static void test_poolrelu(void **state)
+{
+	(void)state;
+	int k = pass_lookup("poolrelu");
+	assert_true(k >= 0);
+	PassOpts o1 = { .olevel = 1 }, o2 = { .olevel = 2 };
+	Compile *c1 = compile_with(pool_model, NULL, &o1), *c2 = compile_with(pool_model, NULL, &o2);
+	assert_int_equal(c2->stats_infer.fired[k], 2);
+	assert_int_equal(c2->stats_train.fired[k], 2);
+	assert_false(c1->stats_train.ran[k]);
+	int relus = 0;	/* in the training graph: each ReLU reads a pooling, or is b's */
+	for (int i = 0; i < c2->train->nnodes; i++) {
+		const IrNode *n = c2->train->nodes[i];
+		if (n->op == IR_MAXPOOL)
+			assert_true(n->in[0]->op != IR_RELU || n->a.kernel[0] == 3);
+		relus += n->op == IR_RELU;
+	}
+	assert_int_equal(relus, 3);
+	compile_free(c1);
+	compile_free(c2);
 }
 
 /* random small models: chains of element-wise layers between dense layers */
@@ -347,6 +385,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_passes_preserve_small_models),
+		cmocka_unit_test(test_poolrelu),
 		cmocka_unit_test(test_passes_preserve_random_models),
 		cmocka_unit_test(test_dce_removes_dead_branch),
 		cmocka_unit_test(test_cse_merges_duplicate),
