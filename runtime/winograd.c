@@ -698,6 +698,32 @@ static inline __attribute__((always_inline)) void gt5(const Vec u[6], Vec o[5])
 	o[4] = v_add(v_fma(v_set1(-1.0f / 6.0f), s12, v_mul(v_set1(2.0f / 3.0f), s34)), u[5]);
 }
 
+enum { STORE_ALIGNED, STORE_ANY, STORE_HALF };
+
+/* (Bt d B) from e, the rows of the patch times B: each column times Bt, element (i, j) stored at
+ * o + (i * 6 + j) * xs, a whole vector on a vector boundary or anywhere, or its lower half */
+static inline __attribute__((always_inline)) void columns_bt6(Vec e[6][6], float *o, int64_t xs, int how)
+{
+#pragma GCC unroll 6
+	for (int j = 0; j < 6; j++) {
+		Vec col[6], v[6];
+#pragma GCC unroll 6
+		for (int r = 0; r < 6; r++)
+			col[r] = e[r][j];
+		bt6(col, v);
+#pragma GCC unroll 6
+		for (int i = 0; i < 6; i++) {
+			float *at = o + (i * 6 + j) * xs;
+			if (how == STORE_ALIGNED)
+				v_store(at, v[i]);
+			else if (how == STORE_ANY)
+				v_storeu(at, v[i]);
+			else
+				v_store_half(at, v[i]);
+		}
+	}
+}
+
 /* vt[xi][t][c] = (Bt d B)[xi] of tile t for 16 channels from xt's lane 0 (ld apart) */
 static void input_transform5_cl(const float *xt, int64_t ld, const int64_t *geom, int64_t tiles, float *vt)
 {
@@ -715,19 +741,7 @@ static void input_transform5_cl(const float *xt, int64_t ld, const int64_t *geom
 				d[j] = inner ? v_load(row + j * ld) : position(xt, ld, h, w, iy + r, ix + j);
 			bt6(d, e[r]);
 		}
-		float *o = vt + t * ld;
-		int64_t xs = tiles * ld;
-#pragma GCC unroll 6
-		for (int j = 0; j < 6; j++) {
-			Vec col[6], v[6];
-#pragma GCC unroll 6
-			for (int r = 0; r < 6; r++)
-				col[r] = e[r][j];
-			bt6(col, v);
-#pragma GCC unroll 6
-			for (int i = 0; i < 6; i++)
-				v_store(o + (i * 6 + j) * xs, v[i]);
-		}
+		columns_bt6(e, vt + t * ld, tiles * ld, STORE_ALIGNED);
 	}
 }
 
@@ -783,21 +797,7 @@ static void input_transform5_pairs(const float *xt, int64_t ld, const int64_t *g
 			}
 			bt6(d, e[r]);
 		}
-		float *o = vt + t * 8;
-#pragma GCC unroll 6
-		for (int j = 0; j < 6; j++) {
-			Vec col[6], v[6];
-#pragma GCC unroll 6
-			for (int r = 0; r < 6; r++)
-				col[r] = e[r][j];
-			bt6(col, v);
-#pragma GCC unroll 6
-			for (int i = 0; i < 6; i++)
-				if (u > t)
-					v_storeu(o + (i * 6 + j) * xs, v[i]);
-				else
-					v_store_half(o + (i * 6 + j) * xs, v[i]);
-		}
+		columns_bt6(e, vt + t * 8, xs, u > t ? STORE_ANY : STORE_HALF);
 	}
 }
 #else
