@@ -135,6 +135,7 @@ static void test_values(void **state)
 		{2, 9, 9, 3, 3, 1, 5, 1.0f, 0.0f, 0, 1},	/* rows of 9: a vector spans two (AVX-512 flat) */
 		{1, 28, 28, 5, 5, 2, 6, 1.0f, 1.0f, 0, 0},	/* lenet's again: the kept masks */
 		{1, 28, 28, 3, 3, 1, 4, 1.0f, 0.0f, 0, 0},	/* as many outputs, other masks */
+		{1, 64, 64, 5, 5, 2, 2, 1.0f, 0.5f, 0, 0},	/* masks too many to keep, scratch on the heap */
 	};
 	int took = 0;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
